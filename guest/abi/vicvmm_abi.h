@@ -1,0 +1,70 @@
+/* The contract between the VMM and the guest agent vic-init.
+ *
+ * Plain C so that the freestanding test guests, vic-init and the VMM all
+ * include the same definitions. Two pieces:
+ *
+ *  - the MAILBOX: one guest RAM page, marked reserved in the e820 map, that
+ *    the VMM fills before the guest runs (command, argv, env, personality).
+ *    vic-init maps it from user mode through /dev/mem and reads it natively,
+ *    so reading it costs no exit and no guest-kernel work.
+ *  - the DOORBELL: a 32-bit write-only register the agent writes from user
+ *    mode to tell the VMM something (ready, exit status). It exists both as an
+ *    MMIO register (a page vic-init maps through /dev/mem) and as an I/O port
+ *    (reached after ioperm()); the VMM serves both and dispatches identically.
+ */
+#ifndef VICVMM_ABI_H
+#define VICVMM_ABI_H
+
+#include <stdint.h>
+
+/* Guest-physical layout shared with the agent. */
+#define VIC_MAILBOX_GPA 0x9d000ull   /* one page, e820-reserved, below the MP table */
+#define VIC_MAILBOX_SIZE 0x1000u
+#define VIC_DOORBELL_MMIO_GPA 0xfe000000ull /* one page, no memslot: every access exits */
+#define VIC_DOORBELL_PORT 0x510u            /* 4-byte port, reached after ioperm() */
+
+/* Doorbell value: event in bits 31..24, argument in bits 23..0. */
+#define VIC_DOORBELL(event, arg) ((uint32_t)(((uint32_t)(event) << 24) | ((uint32_t)(arg) & 0xffffffu)))
+#define VIC_DOORBELL_EVENT(v) ((uint32_t)(v) >> 24)
+#define VIC_DOORBELL_ARG(v) ((uint32_t)(v) & 0xffffffu)
+
+enum vic_event {
+  VIC_EV_READY = 1,     /* agent is up (arg: 0); time-to-init is measured here  */
+  VIC_EV_EXIT = 2,      /* command finished (arg: exit status 0..255, or 0x100|signal) */
+  VIC_EV_ERROR = 3,     /* agent failed before running the command (arg: errno) */
+  VIC_EV_TEMPLATE = 4,  /* agent parked itself as a template (clone engine) */
+  VIC_EV_PING = 5,      /* no-op used to measure the channel's round trip */
+};
+
+#define VIC_EXIT_SIGNALED 0x100u /* set in VIC_EV_EXIT arg when killed by a signal */
+
+#define VIC_MAILBOX_MAGIC 0x5849424c49414d56ull /* "VMAILBOX" little-endian-ish tag */
+#define VIC_MAILBOX_VERSION 1u
+
+/* Mailbox page. Strings live in `strings`, each NUL-terminated, in order:
+ * argv[0..argc-1], then envp[0..envc-1], then hostname. */
+struct vic_mailbox {
+  uint64_t magic;
+  uint32_t version;
+  uint32_t flags;        /* VIC_MB_* */
+  uint32_t argc;
+  uint32_t envc;
+  uint32_t strings_len;  /* bytes used in strings[] */
+  uint32_t clone_id;
+  uint64_t seed[4];      /* fresh randomness for the guest RNG */
+  uint64_t wallclock_ns; /* host CLOCK_REALTIME when the mailbox was written */
+  uint64_t generation;   /* bumped by the VMM each time it rewrites the mailbox */
+  uint8_t reserved[48];
+  char strings[VIC_MAILBOX_SIZE - 128];
+};
+
+#define VIC_MB_CHANNEL_PORT 1u   /* agent should use the port doorbell instead of MMIO */
+#define VIC_MB_QUIET 2u          /* agent should not print its own diagnostics */
+
+#ifdef __cplusplus
+static_assert(sizeof(struct vic_mailbox) == VIC_MAILBOX_SIZE, "mailbox is one page");
+#else
+_Static_assert(sizeof(struct vic_mailbox) == VIC_MAILBOX_SIZE, "mailbox is one page");
+#endif
+
+#endif /* VICVMM_ABI_H */

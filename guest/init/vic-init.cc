@@ -1,0 +1,271 @@
+// vic-init: PID 1 of a vicvmm guest.
+//
+// Reads the command from the mailbox page the VMM filled in (guest/abi/
+// vicvmm_abi.h), rings the doorbell READY, runs the command, rings EXIT with
+// its status and powers off. Everything here is chosen to keep guest-KERNEL
+// work small, because on our nested "PVM" hosts kernel code is emulated
+// (~9000x slower) while user code runs natively (see shared/HOST.md): the
+// mailbox is read and the doorbell written from user mode through /dev/mem
+// mappings, with no system call per access.
+//
+// Static binary, no exceptions, no iostreams (keeps the initramfs small: it
+// is unpacked by the emulated kernel at ~0.75 s per MB).
+
+#include "guest/abi/vicvmm_abi.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/io.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace {
+
+constexpr uint32_t kMaxStrings = 1024;  // argc + envc sanity bound
+
+bool quiet = false;  // VIC_MB_QUIET: no diagnostics of our own
+
+void diag(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+void diag(const char* fmt, ...) {
+  if (quiet) return;
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if (n > static_cast<int>(sizeof buf) - 2) n = sizeof buf - 2;
+  buf[n++] = '\n';
+  // One write() so the line is not interleaved with the command's output.
+  ssize_t r = write(STDERR_FILENO, buf, static_cast<size_t>(n));
+  (void)r;
+}
+
+// ---- doorbell -----------------------------------------------------------------
+// MMIO by default: a store to a page with no memslot exits to the VMM. The
+// port (after ioperm) is the alternative the VMM can ask for; on PVM hosts a
+// user-mode `out` costs ~25 us versus an MMIO exit, so it is opt-in.
+struct Doorbell {
+  volatile uint32_t* mmio = nullptr;
+  bool port = false;
+
+  bool use_port() {
+    if (ioperm(VIC_DOORBELL_PORT, 4, 1) != 0) {
+      diag("vic-init: ioperm(0x%x): %s", VIC_DOORBELL_PORT, strerror(errno));
+      return false;
+    }
+    port = true;
+    return true;
+  }
+  bool use_mmio(int memfd) {
+    void* p = mmap(nullptr, 4096, PROT_WRITE, MAP_SHARED, memfd, VIC_DOORBELL_MMIO_GPA);
+    if (p == MAP_FAILED) {
+      diag("vic-init: mmap doorbell: %s", strerror(errno));
+      return false;
+    }
+    mmio = static_cast<volatile uint32_t*>(p);
+    return true;
+  }
+  void ring(uint32_t event, uint32_t arg) {
+    uint32_t v = VIC_DOORBELL(event, arg);
+    if (mmio)
+      *mmio = v;  // one 32-bit store; volatile keeps it a single access
+    else if (port)
+      outl(v, VIC_DOORBELL_PORT);
+  }
+};
+
+Doorbell bell;
+
+// ---- mailbox --------------------------------------------------------------------
+vic_mailbox mb;  // private copy: validated once, immune to later VMM writes
+const char* strings[kMaxStrings + 1];  // argv..., envp..., hostname
+
+// Copy the shared page with 64-bit volatile loads (the compiler may not
+// turn them into a memcpy that could read bytes twice or in odd widths),
+// then validate only the copy, so the VMM cannot change it under us.
+void copy_mailbox(const volatile void* page) {
+  static uint64_t raw[VIC_MAILBOX_SIZE / 8];
+  auto* src = static_cast<const volatile uint64_t*>(page);
+  for (size_t i = 0; i < VIC_MAILBOX_SIZE / 8; i++) raw[i] = src[i];
+  memcpy(&mb, raw, sizeof mb);
+}
+
+// Returns 0 or an errno describing what is wrong.
+int validate_mailbox() {
+  if (mb.magic != VIC_MAILBOX_MAGIC || mb.version != VIC_MAILBOX_VERSION) return EPROTO;
+  if (mb.strings_len > sizeof mb.strings) return EINVAL;
+  if (mb.argc > kMaxStrings || mb.envc > kMaxStrings - mb.argc) return E2BIG;
+  uint32_t pos = 0;
+  uint32_t n = mb.argc + mb.envc + 1;  // + hostname
+  for (uint32_t i = 0; i < n; i++) {
+    if (i == n - 1 && pos == mb.strings_len) {  // hostname may be omitted
+      strings[i] = "";
+      break;
+    }
+    const void* nul = memchr(mb.strings + pos, '\0', mb.strings_len - pos);
+    if (pos >= mb.strings_len || nul == nullptr) return EINVAL;  // unterminated
+    strings[i] = mb.strings + pos;
+    pos = static_cast<uint32_t>(static_cast<const char*>(nul) - mb.strings) + 1;
+  }
+  return 0;
+}
+
+// ---- helpers --------------------------------------------------------------------
+void mount_fs(const char* src, const char* dir, const char* type, unsigned long flags,
+              const char* opts) {
+  mkdir(dir, 0755);  // EEXIST is fine
+  if (mount(src, dir, type, flags, opts) != 0 && errno != EBUSY)
+    diag("vic-init: mount %s on %s: %s", type, dir, strerror(errno));
+}
+
+// The VMM normally stops the VM at the EXIT/ERROR doorbell, so this is a
+// fallback. PID 1 must never return or exit (the kernel would panic).
+[[noreturn]] void power_off() {
+  reboot(RB_POWER_OFF);
+  reboot(RB_AUTOBOOT);
+  for (;;) pause();
+}
+
+[[noreturn]] void fail(int err, const char* what) {
+  diag("vic-init: %s: %s", what, strerror(err));
+  bell.ring(VIC_EV_ERROR, static_cast<uint32_t>(err));
+  power_off();
+}
+
+}  // namespace
+
+int main() {
+  // The kernel opened /dev/console from the initramfs as fds 0-2. Keep our
+  // own handle for tcdrain(); if the kernel could not open it, provide 0-2.
+  int console = open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (console >= 0 && fcntl(STDERR_FILENO, F_GETFD) < 0)
+    for (int fd = 0; fd < 3; fd++) dup2(console, fd);
+
+  // /dev/mem is in the initramfs, so the mailbox can be read (and READY
+  // rung) before any mount; devtmpfs first only if the node is missing.
+  bool dev_mounted = false;
+  int memfd = open("/dev/mem", O_RDWR | O_CLOEXEC);
+  if (memfd < 0 && errno == ENOENT) {
+    mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+    dev_mounted = true;
+    memfd = open("/dev/mem", O_RDWR | O_CLOEXEC);
+  }
+  if (memfd < 0) {
+    int err = errno;
+    bell.use_port();  // the only channel left to report with
+    fail(err, "open /dev/mem");
+  }
+
+  // The mailbox is ordinary (e820-reserved) RAM: a cacheable mapping of
+  // the fd opened without O_SYNC. The doorbell is MMIO: uncached, through
+  // an O_SYNC descriptor.
+  void* page = mmap(nullptr, VIC_MAILBOX_SIZE, PROT_READ, MAP_SHARED, memfd, VIC_MAILBOX_GPA);
+  if (page == MAP_FAILED) {
+    int err = errno;
+    bell.use_port();
+    fail(err, "mmap mailbox");
+  }
+  copy_mailbox(page);
+  munmap(page, VIC_MAILBOX_SIZE);
+
+  int err = validate_mailbox();
+  // Flags are only trusted from a valid mailbox; otherwise use the default.
+  uint32_t flags = err == 0 ? mb.flags : 0;
+  quiet = flags & VIC_MB_QUIET;
+  int syncfd = open("/dev/mem", O_RDWR | O_SYNC | O_CLOEXEC);
+  if (flags & VIC_MB_CHANNEL_PORT) {
+    if (!bell.use_port() && syncfd >= 0) bell.use_mmio(syncfd);
+  } else if (syncfd < 0 || !bell.use_mmio(syncfd)) {
+    bell.use_port();
+  }
+  if (syncfd >= 0) close(syncfd);  // the mapping stays valid
+  close(memfd);
+  if (err != 0) fail(err, "bad mailbox");
+  bell.ring(VIC_EV_READY, 0);
+
+  if (!dev_mounted) mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+  mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+  mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+  mount_fs("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+
+  // Layout of strings[]: argv[0..argc), envp[0..envc), hostname.
+  const char* hostname = strings[mb.argc + mb.envc];
+  if (hostname[0] != '\0' && sethostname(hostname, strlen(hostname)) != 0)
+    diag("vic-init: sethostname: %s", strerror(errno));
+
+  static char* argv[kMaxStrings + 1];
+  static char* envp[kMaxStrings + 1];
+  static char sh[] = "/bin/sh";
+  static char def_path[] = "PATH=/bin:/sbin:/usr/bin:/usr/sbin", def_home[] = "HOME=/",
+              def_term[] = "TERM=linux";
+  uint32_t argc = mb.argc;
+  for (uint32_t i = 0; i < argc; i++) argv[i] = const_cast<char*>(strings[i]);
+  if (argc == 0) argv[argc++] = sh;
+  argv[argc] = nullptr;
+  if (mb.envc == 0) {
+    envp[0] = def_path, envp[1] = def_home, envp[2] = def_term, envp[3] = nullptr;
+  } else {
+    for (uint32_t i = 0; i < mb.envc; i++) envp[i] = const_cast<char*>(strings[mb.argc + i]);
+    envp[mb.envc] = nullptr;
+  }
+  environ = envp;  // execvp searches this PATH
+
+  pid_t child = fork();
+  if (child < 0) fail(errno, "fork");
+  if (child == 0) {
+    // Own session, so the command is not in PID 1's process group. Stdio
+    // stays on /dev/console (inherited fds 0-2). /dev/console never becomes
+    // a controlling tty, which is deliberate: hanging up a controlling tty
+    // when the session leader exits would flush the UART's unsent output.
+    setsid();
+    execvp(argv[0], argv);
+    int e = errno;
+    char buf[256];
+    int n = snprintf(buf, sizeof buf, "vic-init: cannot run %s: %s\n", argv[0], strerror(e));
+    if (n > 0) {
+      ssize_t r = write(STDERR_FILENO, buf, static_cast<size_t>(n) < sizeof buf ? n : sizeof buf - 1);
+      (void)r;
+    }
+    _exit(127);
+  }
+
+  // PID 1 inherits every orphan: reap them all while waiting for ours.
+  int status = 0;
+  for (;;) {
+    int st;
+    pid_t pid = wait(&st);
+    if (pid == child) {
+      status = st;
+      break;
+    }
+    if (pid < 0 && errno != EINTR) {  // ECHILD cannot happen before ours exits
+      status = 0xff00;  // treat as exit 255
+      break;
+    }
+  }
+  uint32_t arg = WIFSIGNALED(status) ? (VIC_EXIT_SIGNALED | WTERMSIG(status))
+                                     : static_cast<uint32_t>(WEXITSTATUS(status));
+
+  // The console is an 8250 UART: output still queued in the kernel's tty
+  // buffer would be lost when the VMM stops the VM at the EXIT doorbell.
+  if (console >= 0) {
+    tcdrain(console);
+    fsync(console);
+  }
+  sync();  // in case the command wrote to a mounted disk
+  bell.ring(VIC_EV_EXIT, arg);
+  power_off();
+}

@@ -1,0 +1,115 @@
+// `vicvmm` on bad input: one clear error line, a non-zero exit, no crash.
+// None of these reach a running guest, so they run without /dev/kvm too.
+#define CATCH_CONFIG_MAIN
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+
+#include "tests/subprocess.h"
+
+using namespace vicvmm::test;
+
+namespace {
+
+std::string temp_file(const std::string& name, const std::string& content) {
+  std::string path = "/tmp/vicvmm-cli-" + std::to_string(getpid()) + "-" + name;
+  std::ofstream(path, std::ios::binary) << content;
+  return path;
+}
+
+size_t count_lines(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+// Asserts the one-line error contract and returns the line.
+std::string expect_error(const std::vector<std::string>& args, const std::vector<std::string>& env = {}) {
+  std::vector<std::string> argv{vicvmm_bin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  Outcome o = run_process(argv, env);
+  CAPTURE(args, o.err, o.out);
+  CHECK(o.status != 0);
+  CHECK(o.status < 128);  // an exit, not a signal
+  CHECK(count_lines(o.err) == 1);
+  CHECK(o.err.rfind("vicvmm: error: ", 0) == 0);
+  return o.err;
+}
+
+// Kernel and initrd contents are checked once guest memory exists, which
+// is after /dev/kvm opened; without KVM those cases cannot be reached.
+bool kvm_skipped() {
+  const char* s = std::getenv("VICVMM_SKIP_KVM");
+  return s && std::string(s) == "1";
+}
+
+}  // namespace
+
+TEST_CASE("missing kernel file") {
+  auto e = expect_error({"run", "--kernel", "/nonexistent/vmlinux", "--", "/bin/true"});
+  CHECK(e.find("/nonexistent/vmlinux") != std::string::npos);
+  CHECK(e.find("No such file") != std::string::npos);
+}
+
+TEST_CASE("a file that is not a kernel") {
+  if (kvm_skipped()) return;
+  auto k = temp_file("notakernel", std::string(8192, 'x'));
+  auto i = temp_file("initrd-ok", "070701" + std::string(200, '0'));
+  auto e = expect_error({"run", "--kernel", k, "--initrd", i, "--", "/bin/true"});
+  CHECK(e.find("not a Linux kernel") != std::string::npos);
+  unlink(k.c_str());
+  unlink(i.c_str());
+}
+
+TEST_CASE("an empty kernel file") {
+  auto k = temp_file("empty", "");
+  auto e = expect_error({"run", "--kernel", k, "--initrd", "none", "--", "/bin/true"});
+  CHECK(e.find("empty") != std::string::npos);
+  unlink(k.c_str());
+}
+
+TEST_CASE("a garbage initrd") {
+  // Needs a real kernel so that the initrd is the first thing found wrong.
+  if (kvm_skipped()) return;
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  std::string kernel = (xdg && *xdg ? std::string(xdg) : std::string(std::getenv("HOME")) + "/.cache") + "/vicvmm/vmlinux";
+  REQUIRE(access(kernel.c_str(), R_OK) == 0);  // tools/test builds the default guest first
+  auto i = temp_file("garbage-initrd", std::string(4096, '\x5a'));
+  auto e = expect_error({"run", "--kernel", kernel, "--initrd", i, "--", "/bin/true"});
+  CHECK(e.find("initrd") != std::string::npos);
+  unlink(i.c_str());
+}
+
+TEST_CASE("bad --mem values") {
+  auto k = temp_file("k2", std::string(8192, 'x'));
+  CHECK(expect_error({"run", "--kernel", k, "--mem", "1M", "--", "/bin/true"}).find("--mem") != std::string::npos);
+  CHECK(expect_error({"run", "--kernel", k, "--mem", "lots", "--", "/bin/true"}).find("--mem") != std::string::npos);
+  CHECK(expect_error({"run", "--kernel", k, "--mem", "100000G", "--", "/bin/true"}).find("--mem") != std::string::npos);
+  unlink(k.c_str());
+}
+
+TEST_CASE("no /dev/kvm") {
+  auto k = temp_file("k3", std::string(8192, 'x'));
+  auto i = temp_file("i3", "070701" + std::string(200, '0'));
+  auto e = expect_error({"run", "--kernel", k, "--initrd", i, "--", "/bin/true"},
+                        {"VICVMM_KVM_DEVICE=/nonexistent/kvm"});
+  CHECK(e.find("/nonexistent/kvm") != std::string::npos);
+  CHECK(e.find("no KVM") != std::string::npos);
+  unlink(k.c_str());
+  unlink(i.c_str());
+}
+
+TEST_CASE("unknown option and missing subcommand") {
+  expect_error({"run", "--bogus"});
+  expect_error({});
+}
+
+TEST_CASE("version and help succeed") {
+  Outcome v = run_process({vicvmm_bin(), "version"});
+  CHECK(v.status == 0);
+  CHECK(v.out.rfind("vicvmm ", 0) == 0);
+  Outcome h = run_process({vicvmm_bin(), "run", "--help"});
+  CHECK(h.status == 0);
+  CHECK(h.out.find("--mem") != std::string::npos);
+}

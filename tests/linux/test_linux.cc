@@ -1,0 +1,66 @@
+// End to end: the vicvmm binary boots the default guest (our kernel plus the
+// vic-init initramfs, built by tools/guest) and runs commands in it.
+#define CATCH_CONFIG_MAIN
+#include <catch2/catch.hpp>
+
+#include "tests/subprocess.h"
+
+using namespace vicvmm::test;
+
+namespace {
+// A generous bound: boot takes ~5-10 s here; a hung guest must not hang CI.
+const std::vector<std::string> kRun = {"run", "--timeout", "120"};
+
+Outcome vicvmm(std::vector<std::string> args) {
+  std::vector<std::string> argv{vicvmm_bin()};
+  argv.insert(argv.end(), kRun.begin(), kRun.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_process(argv);
+}
+}  // namespace
+
+TEST_CASE("echo output reaches the host and exit status 0 passes through") {
+  Outcome o = vicvmm({"--", "/bin/echo", "hello-from-the-guest"});
+  CAPTURE(o.out, o.err);
+  CHECK(o.status == 0);
+  CHECK(o.out.find("hello-from-the-guest\n") != std::string::npos);
+}
+
+TEST_CASE("a non-zero exit status passes through, with output") {
+  Outcome o = vicvmm({"--stats", "--", "/bin/sh", "-c", "echo hi; exit 3"});
+  CAPTURE(o.out, o.err);
+  CHECK(o.status == 3);
+  CHECK(o.out.find("hi\n") != std::string::npos);
+  // --stats names the host kind and the agent's readiness time.
+  CHECK(o.err.find("host: ") != std::string::npos);
+  CHECK(o.err.find("guest init (agent ready)") != std::string::npos);
+}
+
+TEST_CASE("environment, hostname and arguments with spaces reach the command") {
+  Outcome o = vicvmm({"--env", "GREETING=two words", "--hostname", "box-7", "--", "/bin/sh", "-c",
+                      "echo \"[$GREETING] [$(hostname)] [$0]\"", "arg zero"});
+  CAPTURE(o.out, o.err);
+  CHECK(o.status == 0);
+  CHECK(o.out.find("[two words] [box-7] [arg zero]") != std::string::npos);
+}
+
+TEST_CASE("a command that cannot be found exits 127") {
+  Outcome o = vicvmm({"--", "/no/such/program"});
+  CAPTURE(o.out, o.err);
+  CHECK(o.status == 127);
+}
+
+TEST_CASE("the I/O-port doorbell works as well as the MMIO one") {
+  Outcome o = vicvmm({"--port-doorbell", "--", "/bin/sh", "-c", "exit 5"});
+  CAPTURE(o.out, o.err);
+  CHECK(o.status == 5);
+}
+
+TEST_CASE("a kernel panic is reported as such") {
+  // No initramfs: the kernel cannot mount a root and panics.
+  Outcome o = vicvmm({"--initrd", "none", "--", "/bin/true"});
+  CAPTURE(o.out, o.err);
+  CHECK(o.status == 126);
+  CHECK(o.err.find("kernel panic") != std::string::npos);
+  CHECK(o.err.find("Unable to mount root") != std::string::npos);
+}

@@ -1,0 +1,75 @@
+// Runs the vicvmm binary as a user would and captures what it prints.
+#pragma once
+
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+extern char** environ;
+
+namespace vicvmm::test {
+
+struct Outcome {
+  int status = -1;  // exit code, or 128+signal
+  std::string out, err;
+};
+
+inline std::string read_all(int fd) {
+  std::string s;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) s.append(buf, static_cast<size_t>(n));
+  return s;
+}
+
+// Runs argv with extra "KEY=VALUE" environment entries; stdin is /dev/null.
+inline Outcome run_process(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env = {}) {
+  std::vector<std::string> env_store;
+  for (char** e = environ; *e; ++e) env_store.emplace_back(*e);
+  for (const auto& e : extra_env) env_store.push_back(e);
+  std::vector<char*> envp, args;
+  for (auto& e : env_store) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::vector<std::string> argv_store = argv;
+  for (auto& a : argv_store) args.push_back(a.data());
+  args.push_back(nullptr);
+
+  // Output goes to temp files, not pipes: no deadlock on large output.
+  char out_path[] = "/tmp/vicvmm-test-out-XXXXXX";
+  char err_path[] = "/tmp/vicvmm-test-err-XXXXXX";
+  int out_fd = mkstemp(out_path), err_fd = mkstemp(err_path);
+  unlink(out_path);
+  unlink(err_path);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+  posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+  pid_t pid;
+  Outcome o;
+  if (posix_spawn(&pid, args[0], &fa, nullptr, args.data(), envp.data()) == 0) {
+    int st = 0;
+    waitpid(pid, &st, 0);
+    o.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  lseek(out_fd, 0, SEEK_SET);
+  lseek(err_fd, 0, SEEK_SET);
+  o.out = read_all(out_fd);
+  o.err = read_all(err_fd);
+  close(out_fd);
+  close(err_fd);
+  return o;
+}
+
+inline std::string vicvmm_bin() {
+  const char* b = std::getenv("VICVMM_BIN");
+  return b ? b : "build/vicvmm";
+}
+
+}  // namespace vicvmm::test

@@ -1,0 +1,139 @@
+#include "vmm/devices/serial.h"
+
+#include <unistd.h>
+
+namespace vicvmm {
+
+namespace {
+// Register offsets and bits (see the 16550A data sheet; names as Linux's serial_reg.h).
+constexpr uint8_t kData = 0, kIer = 1, kIir = 2, kLcr = 3, kMcr = 4, kLsr = 5, kMsr = 6, kScr = 7;
+constexpr uint8_t kLcrDlab = 0x80;
+constexpr uint8_t kIerRdi = 0x01, kIerThri = 0x02;
+constexpr uint8_t kIirNone = 0x01, kIirThri = 0x02, kIirRdi = 0x04, kIirFifo = 0xc0;
+constexpr uint8_t kLsrDr = 0x01, kLsrThre = 0x20, kLsrTemt = 0x40;
+constexpr uint8_t kMcrLoop = 0x10;
+constexpr uint8_t kMsrIdle = 0xb0;  // DCD | DSR | CTS: a cable is attached and ready
+}  // namespace
+
+Serial::Serial(int out_fd, IrqFn irq, LineFn on_line, bool unbuffered)
+    : out_fd_(out_fd), irq_(std::move(irq)), on_line_(std::move(on_line)), unbuffered_(unbuffered) {}
+
+void Serial::read(uint64_t, uint64_t offset, std::span<uint8_t> data) {
+  std::lock_guard lock(mu_);
+  for (auto& b : data) b = read_reg(offset);  // wider accesses repeat the byte register
+}
+
+void Serial::write(uint64_t, uint64_t offset, std::span<const uint8_t> data) {
+  std::lock_guard lock(mu_);
+  for (uint8_t b : data) write_reg(offset, b);
+}
+
+uint8_t Serial::read_reg(uint64_t offset) {
+  switch (offset) {
+    case kData:
+      if (lcr_ & kLcrDlab) return dll_;
+      if (rx_.empty()) return 0;
+      {
+        uint8_t b = rx_.front();
+        rx_.pop_front();
+        return b;
+      }
+    case kIer: return (lcr_ & kLcrDlab) ? dlm_ : ier_;
+    case kIir: {
+      uint8_t fifo = fifo_enabled_ ? kIirFifo : 0;
+      if ((ier_ & kIerRdi) && !rx_.empty()) return kIirRdi | fifo;
+      if (thr_empty_pending_) {
+        thr_empty_pending_ = false;  // reading IIR acknowledges THR-empty
+        return kIirThri | fifo;
+      }
+      return kIirNone | fifo;
+    }
+    case kLcr: return lcr_;
+    case kMcr: return mcr_;
+    case kLsr: return kLsrThre | kLsrTemt | (rx_.empty() ? 0 : kLsrDr);
+    case kMsr:
+      // In loopback the modem inputs mirror the outputs; Linux probes this.
+      if (mcr_ & kMcrLoop)  // DTR->DSR, RTS->CTS, OUT1->RI, OUT2->DCD
+        return static_cast<uint8_t>(((mcr_ & 1) << 5) | ((mcr_ & 2) << 3) | ((mcr_ & 4) << 4) | ((mcr_ & 8) << 4));
+      return kMsrIdle;
+    case kScr: return scr_;
+  }
+  return 0;
+}
+
+void Serial::write_reg(uint64_t offset, uint8_t v) {
+  switch (offset) {
+    case kData:
+      if (lcr_ & kLcrDlab) {
+        dll_ = v;
+        return;
+      }
+      if (mcr_ & kMcrLoop) {
+        rx_.push_back(v);
+      } else {
+        emit(v);
+      }
+      // We transmit instantly, so THR is empty again right away.
+      if (ier_ & kIerThri) thr_empty_pending_ = true;
+      update_interrupt();
+      return;
+    case kIer:
+      if (lcr_ & kLcrDlab) {
+        dlm_ = v;
+        return;
+      }
+      // Enabling THRI while THR is empty raises the interrupt at once.
+      if ((v & kIerThri) && !(ier_ & kIerThri)) thr_empty_pending_ = true;
+      ier_ = v & 0x0f;
+      update_interrupt();
+      return;
+    case kIir: fifo_enabled_ = v & 1; return;  // FCR
+    case kLcr: lcr_ = v; return;
+    case kMcr: mcr_ = v; return;
+    case kScr: scr_ = v; return;
+  }
+}
+
+void Serial::update_interrupt() {
+  bool pending = thr_empty_pending_ || ((ier_ & kIerRdi) && !rx_.empty());
+  if (pending && irq_) irq_();
+}
+
+void Serial::emit(uint8_t byte) {
+  ++bytes_out_;
+  out_buf_.push_back(static_cast<char>(byte));
+  if (on_line_) {
+    if (byte == '\n') {
+      on_line_(line_);
+      line_.clear();
+    } else if (line_.size() < 4096) {
+      line_.push_back(static_cast<char>(byte));
+    }
+  }
+  if (unbuffered_ || byte == '\n' || out_buf_.size() >= 4096) flush();
+}
+
+void Serial::flush() {
+  // Called from the destructor too, where mu_ may be unlocked; output order
+  // is all that matters here, and only one thread emits.
+  if (out_fd_ >= 0) {
+    size_t done = 0;
+    while (done < out_buf_.size()) {
+      ssize_t n = ::write(out_fd_, out_buf_.data() + done, out_buf_.size() - done);
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) continue;
+        break;  // the console sink is gone; drop output rather than stall the guest
+      }
+      done += static_cast<size_t>(n);
+    }
+  }
+  out_buf_.clear();
+}
+
+void Serial::queue_input(std::string_view bytes) {
+  std::lock_guard lock(mu_);
+  rx_.insert(rx_.end(), bytes.begin(), bytes.end());
+  update_interrupt();
+}
+
+}  // namespace vicvmm

@@ -1,0 +1,100 @@
+#include "vmm/host/nested_pvm.h"
+
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "vmm/memory/page_walk.h"
+
+namespace vicvmm {
+
+const char* host_kind_name(HostKind k) {
+  return k == HostKind::NestedPvm ? "nested-pvm" : "hardware-kvm";
+}
+
+HostKind detect_host_kind() {
+  if (const char* forced = std::getenv("VICVMM_HOST")) {
+    if (std::strcmp(forced, "pvm") == 0) return HostKind::NestedPvm;
+    if (std::strcmp(forced, "hardware") == 0) return HostKind::HardwareKvm;
+  }
+  struct stat st {};
+  return stat("/sys/module/kvm_pvm", &st) == 0 ? HostKind::NestedPvm : HostKind::HardwareKvm;
+}
+
+std::vector<std::string> HostQuirks::kernel_cmdline_words() const {
+  if (!active()) return {};
+  return {
+      // CPUID is not settable here: hide, by name, every feature whose
+      // instructions the emulator fails on or that costs emulated time.
+      "clearcpuid=popcnt,smap,smep,cx16,xsave,avx,fsgsbase,pcid,invpcid,avx2,ssse3,sse4_1,sse4_2,aes,"
+      "pclmulqdq,avx512f,avx512vl,avx512bw,sha_ni,gfni,vaes,vpclmulqdq,bmi2,adx,movbe,f16c,fma,erms,fsrm",
+      "noxsave",
+      "nopcid",
+      // Calibration loops run emulated: trust the TSC and a fixed loops-per-jiffy.
+      "tsc=reliable",
+      "no_timer_check",
+      "lpj=5000000",
+      // Security trade-off for boot time: marking rodata walks every kernel
+      // page table entry under emulation. Only on this host.
+      "rodata=off",
+  };
+}
+
+uint64_t HostQuirks::total_assists() const {
+  uint64_t t = 0;
+  for (const auto& c : counts_) t += c.load();
+  return t;
+}
+
+Result<bool> HostQuirks::handle_emulation_failure(Vcpu& vcpu, const GuestMemory& mem) {
+  if (!active()) return false;
+  VIC_ASSIGN(kvm_regs regs, vcpu.get_regs());
+  VIC_ASSIGN(kvm_sregs sregs, vcpu.get_sregs());
+
+  uint8_t bytes[15] = {};
+  auto got = read_gva(mem, sregs.cr3, regs.rip, bytes);
+  if (!got || *got == 0) return false;
+  AssistAction a = classify_instruction({bytes, *got});
+  if (a.kind == AssistKind::None) return false;
+
+  constexpr uint64_t kRflagsAc = 1ull << 18;
+  auto inject = [&](uint8_t vector) -> Result<> {
+    VIC_ASSIGN(kvm_vcpu_events ev, vcpu.get_events());
+    ev.exception.injected = 1;
+    ev.exception.nr = vector;
+    ev.exception.has_error_code = 0;
+    ev.exception.error_code = 0;
+    ev.flags = 0;  // leave NMI/SIPI/shadow state as it is
+    return vcpu.set_events(ev);
+  };
+
+  switch (a.kind) {
+    case AssistKind::Int3:
+      regs.rip += a.length;  // #BP is a trap: the handler sees the next RIP
+      VIC_TRY(vcpu.set_regs(regs));
+      VIC_TRY(inject(3));
+      break;
+    case AssistKind::Ud2:
+      VIC_TRY(inject(6));  // #UD is a fault: RIP stays on the instruction
+      break;
+    case AssistKind::Clac:
+    case AssistKind::Stac:
+      regs.rflags = a.kind == AssistKind::Stac ? regs.rflags | kRflagsAc : regs.rflags & ~kRflagsAc;
+      regs.rip += a.length;
+      VIC_TRY(vcpu.set_regs(regs));
+      break;
+    case AssistKind::SkipX87:
+    case AssistKind::SkipLdmxcsr:
+      regs.rip += a.length;
+      VIC_TRY(vcpu.set_regs(regs));
+      break;
+    case AssistKind::None:
+    case AssistKind::kCount:
+      return false;
+  }
+  counts_[static_cast<size_t>(a.kind)].fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+}  // namespace vicvmm
