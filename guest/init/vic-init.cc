@@ -231,6 +231,9 @@ int main() {
     // a controlling tty, which is deliberate: hanging up a controlling tty
     // when the session leader exits would flush the UART's unsent output.
     setsid();
+    // ioperm() rights survive fork and exec: do not hand the doorbell port
+    // to the command (the MMIO mapping is not inherited across exec).
+    if (bell.port) ioperm(VIC_DOORBELL_PORT, 4, 0);
     execvp(argv[0], argv);
     int e = errno;
     char buf[256];

@@ -6,10 +6,11 @@
  * probe port. #BP and #UD record the saved RIP/CS in the results page (the
  * #UD handler also steps over the 2-byte ud2); any other vector ends the run
  * with doorbell EXIT(0x80 | vector). Then: int3, ud2, stac/clac (only when
- * CPUID reports SMAP: the guest turns CR4.SMAP on first, else they would
- * raise #UD), fninit, fwait, fnclex and ldmxcsr (with CR4.OSFXSR set, so
- * the instruction is legal). RFLAGS is sampled around stac/clac. TA_STEP
- * tracks progress; success ends with doorbell EXIT(0). */
+ * CPUID reports SMAP; twice: with CR4.SMAP clear, then set), fninit, fwait,
+ * fnclex and ldmxcsr (with CR4.OSFXSR set, so the instruction is legal; it
+ * loads the default MXCSR, since the nested host's assist skips it).
+ * RFLAGS is sampled around stac/clac. TA_STEP tracks progress; success ends
+ * with doorbell EXIT(0). */
 #include "test_guest.h"
 
 #define R(off) TG_RESULT_GPA + (off)
@@ -60,7 +61,9 @@ at_ud2:
         movq    $1, R(TA_AFTER_UD)
         movq    $TA_STEP_UD2, R(TA_STEP)
 
-        /* SMAP on when CPUID has it (stac/clac are #UD without CR4.SMAP) */
+        /* stac/clac exist when CPUID reports SMAP (SDM: they #UD only without
+         * CPUID.7.0:EBX.SMAP or at CPL > 0; CR4.SMAP does not matter). Run
+         * them with CR4.SMAP clear, then set, as Linux does. */
         xor     %eax, %eax
         cpuid
         cmp     $7, %eax
@@ -70,16 +73,12 @@ at_ud2:
         cpuid
         test    $TG_CPUID7_EBX_SMAP, %ebx
         jz      no_smap
-        mov     %cr4, %rax
-        or      $TG_CR4_SMAP, %rax
-        mov     %rax, %cr4
         movq    $1, R(TA_SMAP)
 no_smap:
+        /* CR4.OSFXSR makes ldmxcsr legal (without it the CPU raises #UD) */
         mov     %cr4, %rax
         or      $(TG_CR4_OSFXSR | TG_CR4_OSXMMEXCPT), %rax
         mov     %rax, %cr4
-        mov     %cr4, %rax
-        mov     %rax, R(TA_CR4)
         movq    $TA_STEP_SMAP, R(TA_STEP)
 
         pushfq
@@ -92,7 +91,18 @@ no_smap:
         clac
         pushfq
         popq    R(TA_FLAGS_CLAC)
+        mov     %cr4, %rax
+        or      $TG_CR4_SMAP, %rax
+        mov     %rax, %cr4
+        stac
+        pushfq
+        popq    R(TA_FLAGS_STAC2)
+        clac
+        pushfq
+        popq    R(TA_FLAGS_CLAC2)
 skip_ac:
+        mov     %cr4, %rax
+        mov     %rax, R(TA_CR4)
         movq    $TA_STEP_STAC_CLAC, R(TA_STEP)
 
         fninit

@@ -48,19 +48,21 @@
 #define TA_UD_EXPECT 0x38    /* address of the ud2 */
 #define TA_OTHER_VEC 0x40    /* last unexpected vector + 1 (0: none) */
 #define TA_OTHER_RIP 0x48    /* its saved RIP */
-#define TA_SMAP 0x50         /* 1: CPUID.7.0:EBX.SMAP set, so the guest turned CR4.SMAP on */
+#define TA_SMAP 0x50         /* 1: CPUID.7.0:EBX.SMAP set, so stac/clac ran */
 #define TA_CR4 0x58          /* CR4 after the guest's changes */
 #define TA_FLAGS_START 0x60  /* RFLAGS at the start (AC expected clear) */
-#define TA_FLAGS_STAC 0x68   /* RFLAGS after stac */
-#define TA_FLAGS_CLAC 0x70   /* RFLAGS after clac */
+#define TA_FLAGS_STAC 0x68   /* RFLAGS after stac (CR4.SMAP clear) */
+#define TA_FLAGS_CLAC 0x70   /* RFLAGS after clac (CR4.SMAP clear) */
 #define TA_BP_CS 0x78        /* CS saved in the #BP frame */
 #define TA_UD_CS 0x80        /* CS saved in the #UD frame */
 #define TA_AFTER_UD 0x88     /* 1 once execution resumed after the ud2 */
+#define TA_FLAGS_STAC2 0x90  /* RFLAGS after stac (CR4.SMAP set) */
+#define TA_FLAGS_CLAC2 0x98  /* RFLAGS after clac (CR4.SMAP set) */
 
 #define TA_STEP_IDT 1
 #define TA_STEP_INT3 2
 #define TA_STEP_UD2 3
-#define TA_STEP_SMAP 4
+#define TA_STEP_SMAP 4 /* CPUID probed, CR4.OSFXSR set */
 #define TA_STEP_STAC_CLAC 5
 #define TA_STEP_FNINIT 6
 #define TA_STEP_FWAIT 7

@@ -1,6 +1,5 @@
 #include <cstdint>
 #include <cstring>
-#include <map>
 #include <vector>
 
 #include "tests/unit/test_helpers.h"
@@ -75,7 +74,7 @@ TEST_CASE("mptable: checksums and signatures", "[mptable]") {
     CHECK(p.table.spec == 4);
     CHECK(p.table.lapic_addr == 0xfee00000u);
     CHECK(byte_sum(mem, p.fp.physptr, p.table.length) == 0);
-    CHECK(16 + p.table.length == mptable_size(n));
+    CHECK(size_t{16} + p.table.length == mptable_size(n));
     CHECK(kMpTableGpa + mptable_size(n) <= 0xa0000);
   }
 }

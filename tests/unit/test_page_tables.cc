@@ -1,4 +1,5 @@
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 
 #include "tests/unit/test_helpers.h"
@@ -41,7 +42,7 @@ TEST_CASE("page tables: identity map of the first 4 GiB with 2 MiB pages", "[pag
   REQUIRE(cr3);
   CHECK(*cr3 == kPml4Gpa);
 
-  for (uint64_t va : {0ull, 0x1000ull, 2 * kMiB - 1, 2 * kMiB, 0x1000000ull + 0x200, 1 * kGiB - 1, 1 * kGiB,
+  for (uint64_t va : std::initializer_list<uint64_t>{0, 0x1000, 2 * kMiB - 1, 2 * kMiB, 0x1000000ull + 0x200, 1 * kGiB - 1, 1 * kGiB,
                       3 * kGiB + 5, 4 * kGiB - 1}) {
     INFO("va = " << std::hex << va);
     auto pa = translate(mem, *cr3, va);

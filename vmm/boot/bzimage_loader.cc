@@ -60,7 +60,8 @@ uint64_t load_address(const SetupHeader& hdr) {
   uint64_t addr = kKernelDefaultGpa;
   if (hdr.version >= kProtocolPrefAddress && hdr.pref_address != 0) addr = hdr.pref_address;
   uint64_t align = hdr.kernel_alignment;
-  if (hdr.relocatable_kernel && std::has_single_bit(align) && addr % align != 0)
+  // Only addresses check_placement can accept are aligned, so this cannot wrap.
+  if (hdr.relocatable_kernel && std::has_single_bit(align) && addr < kIdentityMapEnd && addr % align != 0)
     addr = (addr / align + 1) * align;
   return addr;
 }

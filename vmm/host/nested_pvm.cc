@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "vmm/memory/page_walk.h"
 
@@ -22,13 +23,26 @@ HostKind detect_host_kind() {
   return stat("/sys/module/kvm_pvm", &st) == 0 ? HostKind::NestedPvm : HostKind::HardwareKvm;
 }
 
+namespace {
+constexpr const char* kClearCpuid =
+    "clearcpuid=151,308,295,141,154,156,288,145,298,293,137,147,148,153,129,304,319,318,317,520,521,522,296,307,150,"
+    "157,140,297,580";
+// The kernel copies the clearcpuid value into a 128-byte buffer.
+static_assert(std::char_traits<char>::length(kClearCpuid) - 11 < 128);
+}  // namespace
+
 std::vector<std::string> HostQuirks::kernel_cmdline_words() const {
   if (!active()) return {};
   return {
-      // CPUID is not settable here: hide, by name, every feature whose
-      // instructions the emulator fails on or that costs emulated time.
-      "clearcpuid=popcnt,smap,smep,cx16,xsave,avx,fsgsbase,pcid,invpcid,avx2,ssse3,sse4_1,sse4_2,aes,"
-      "pclmulqdq,avx512f,avx512vl,avx512bw,sha_ni,gfni,vaes,vpclmulqdq,bmi2,adx,movbe,f16c,fma,erms,fsrm",
+      // CPUID is not settable here: hide every feature whose instructions
+      // the emulator fails on or that costs emulated time (ERMS/FSRM make
+      // memcpy/memset byte-wise `rep movsb/stosb`: one emulated step per
+      // byte). Numbers, not names: 6.1 parses clearcpuid into a 128-byte
+      // buffer and silently drops what does not fit. Bits (cpufeatures.h):
+      // popcnt smap smep cx16 xsave avx fsgsbase pcid invpcid avx2 ssse3
+      // sse4_1 sse4_2 aes pclmulqdq avx512f avx512vl avx512bw sha_ni gfni
+      // vaes vpclmulqdq bmi2 adx movbe f16c fma erms fsrm.
+      kClearCpuid,
       "noxsave",
       "nopcid",
       // Calibration loops run emulated: trust the TSC and a fixed loops-per-jiffy.

@@ -1,0 +1,83 @@
+#include "vmm/kvm/state.h"
+
+#include <sys/ioctl.h>
+
+namespace vicvmm {
+
+Result<std::vector<uint32_t>> saved_msr_indices(const Kvm& kvm) { return kvm.msr_index_list(); }
+
+Result<> complete_pending_io(Vcpu& vcpu) {
+  kvm_run* run = vcpu.run_state();
+  run->immediate_exit = 1;
+  auto r = vcpu.run();
+  run->immediate_exit = 0;
+  if (!r) return tl::unexpected(r.error());
+  return {};
+}
+
+Result<VcpuState> save_vcpu(const Vcpu& v, const std::vector<uint32_t>& msr_indices) {
+  VcpuState s;
+  VIC_ASSIGN(s.regs, v.get_regs());
+  VIC_ASSIGN(s.sregs, v.get_sregs());
+  VIC_ASSIGN(s.fpu, v.get_fpu());
+  VIC_ASSIGN(s.xsave, v.get_xsave());
+  VIC_ASSIGN(s.xcrs, v.get_xcrs());
+  VIC_ASSIGN(s.lapic, v.get_lapic());
+  VIC_ASSIGN(s.mp_state, v.get_mp_state());
+  VIC_ASSIGN(s.events, v.get_events());
+  VIC_ASSIGN(s.debugregs, v.get_debugregs());
+  VIC_ASSIGN(s.msrs, v.get_msrs(msr_indices));
+  return s;
+}
+
+Result<> restore_vcpu(Vcpu& v, const VcpuState& s) {
+  VIC_TRY(v.set_mp_state(s.mp_state));
+  VIC_TRY(v.set_regs(s.regs));
+  VIC_TRY(v.set_sregs(s.sregs));
+  VIC_TRY(v.set_xsave(s.xsave));
+  VIC_TRY(v.set_xcrs(s.xcrs));
+  VIC_TRY(v.set_debugregs(s.debugregs));
+  VIC_TRY(v.set_lapic(s.lapic));
+  VIC_TRY(v.set_msrs(s.msrs));
+  kvm_vcpu_events ev = s.events;
+  // Restore NMI and SIPI state as captured, not just the exception.
+  ev.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR | KVM_VCPUEVENT_VALID_SHADOW;
+  VIC_TRY(v.set_events(ev));
+  return {};
+}
+
+namespace {
+Result<kvm_irqchip> get_chip(int vm_fd, uint32_t id) {
+  kvm_irqchip c{};
+  c.chip_id = id;
+  if (ioctl(vm_fd, KVM_GET_IRQCHIP, &c) < 0) return sys_err("KVM_GET_IRQCHIP {}", id);
+  return c;
+}
+Result<> set_chip(int vm_fd, const kvm_irqchip& c) {
+  kvm_irqchip copy = c;
+  if (ioctl(vm_fd, KVM_SET_IRQCHIP, &copy) < 0) return sys_err("KVM_SET_IRQCHIP {}", c.chip_id);
+  return {};
+}
+}  // namespace
+
+Result<VmState> save_vm(const Vm& vm) {
+  VmState s;
+  VIC_ASSIGN(s.pic_master, get_chip(vm.fd(), KVM_IRQCHIP_PIC_MASTER));
+  VIC_ASSIGN(s.pic_slave, get_chip(vm.fd(), KVM_IRQCHIP_PIC_SLAVE));
+  VIC_ASSIGN(s.ioapic, get_chip(vm.fd(), KVM_IRQCHIP_IOAPIC));
+  if (ioctl(vm.fd(), KVM_GET_PIT2, &s.pit) < 0) return sys_err("KVM_GET_PIT2");
+  VIC_ASSIGN(s.clock, vm.get_clock());
+  return s;
+}
+
+Result<> restore_vm(Vm& vm, const VmState& s) {
+  VIC_TRY(set_chip(vm.fd(), s.pic_master));
+  VIC_TRY(set_chip(vm.fd(), s.pic_slave));
+  VIC_TRY(set_chip(vm.fd(), s.ioapic));
+  kvm_pit_state2 pit = s.pit;
+  if (ioctl(vm.fd(), KVM_SET_PIT2, &pit) < 0) return sys_err("KVM_SET_PIT2");
+  VIC_TRY(vm.set_clock(s.clock));
+  return {};
+}
+
+}  // namespace vicvmm
