@@ -50,18 +50,16 @@ Result<std::string> boot_linux(Machine& m, const LinuxBootSpec& spec) {
     if (!r) return with_context(r.error(), "--cmdline");
   }
 
-  auto kernel = boot::load_kernel(mem, spec.kernel);
-  if (!kernel) return with_context(kernel.error(), "kernel");
+  VIC_ASSIGN(auto kernel, boot::load_kernel(mem, spec.kernel));
 
   boot::BootConfig cfg;
   cfg.cmdline = cmdline.render();
-  cfg.setup_header = kernel->setup_header;
+  cfg.setup_header = kernel.setup_header;
   cfg.ram = mem.regions();
   if (!spec.initrd.empty()) {
-    auto placed = boot::load_initrd(mem, spec.initrd, kernel->load_end, kernel->initrd_addr_max);
-    if (!placed) return with_context(placed.error(), "initrd");
-    cfg.initrd_gpa = placed->gpa;
-    cfg.initrd_size = placed->size;
+    VIC_ASSIGN(auto placed, boot::load_initrd(mem, spec.initrd, kernel.load_end, kernel.initrd_addr_max));
+    cfg.initrd_gpa = placed.gpa;
+    cfg.initrd_size = placed.size;
   }
   VIC_TRY(boot::write_boot_params(mem, cfg));
   VIC_TRY(boot::write_mptable(mem, static_cast<unsigned>(m.vcpu_count())));
@@ -69,7 +67,7 @@ Result<std::string> boot_linux(Machine& m, const LinuxBootSpec& spec) {
   VIC_ASSIGN(vic_mailbox mb, build_mailbox(spec.agent));
   VIC_TRY(mem.write_obj(VIC_MAILBOX_GPA, mb));
 
-  VIC_TRY(enter_long_mode(m, kernel->entry_gpa, boot::kBootParamsGpa));
+  VIC_TRY(enter_long_mode(m, kernel.entry_gpa, boot::kBootParamsGpa));
   return cfg.cmdline;
 }
 

@@ -90,7 +90,8 @@ Result<> Machine::setup(const Kvm& kvm) {
   VIC_TRY(vm_.set_tss_and_identity_map(kTssGpa));
   // Memslots before the irqchip (HOST.md: the other order stalls ~7 ms).
   uint32_t slot = 0;
-  for (const auto& r : mem_.regions()) VIC_TRY(vm_.set_memory_region(slot++, r.gpa, r.size, r.host));
+  uint32_t flags = cfg_.dirty_log ? KVM_MEM_LOG_DIRTY_PAGES : 0;
+  for (const auto& r : mem_.regions()) VIC_TRY(vm_.set_memory_region(slot++, r.gpa, r.size, r.host, flags));
   if (cfg_.irqchip) {
     VIC_TRY(vm_.create_irqchip());
     VIC_TRY(vm_.create_pit());
@@ -153,6 +154,17 @@ void Machine::on_console_line(const std::string& line) {
   // the one reliable signal, printed at KERN_EMERG even with `quiet`.
   auto pos = line.find("Kernel panic - not syncing");
   if (pos != std::string::npos) request_stop({StopReason::KernelPanic, 1, line.substr(pos)});
+  if (cfg_.on_console_line) cfg_.on_console_line(line);
+}
+
+void Machine::clear_stop() {
+  std::lock_guard lock(stop_mu_);
+  stop_ = StopInfo{};
+  stopping_ = false;
+  for (auto& v : vcpus_) v.run_state()->immediate_exit = 0;
+  stats_.t_first_run = 0;
+  stats_.t_agent_ready = 0;
+  stats_.t_stopped = 0;
 }
 
 void Machine::request_stop(StopInfo info) {
@@ -197,8 +209,11 @@ Result<StopInfo> Machine::run() {
   std::thread watchdog([this] {
     auto start = std::chrono::steady_clock::now();
     std::unique_lock lock(stop_mu_);
+    auto deadline = start + cfg_.timeout;
     while (!stopping_.load()) {
-      stop_cv_.wait_for(lock, std::chrono::seconds(1));
+      auto wait = std::chrono::steady_clock::duration(std::chrono::seconds(1));
+      if (cfg_.timeout.count() > 0) wait = std::min(wait, deadline - std::chrono::steady_clock::now());
+      stop_cv_.wait_for(lock, std::max(wait, std::chrono::steady_clock::duration::zero()));
       if (stopping_.load()) break;
       if (cfg_.timeout.count() > 0 && std::chrono::steady_clock::now() - start >= cfg_.timeout) {
         lock.unlock();
@@ -293,7 +308,12 @@ bool Machine::handle_exit(Vcpu& vcpu) {
                       fmt::format("vCPU {} halted with interrupts disabled at rip {:#x}", vcpu.id(), regs->rip)});
         return false;
       }
-      return true;  // no irqchip, nothing to wait for: resume
+      // Without an in-kernel irqchip no device of ours raises interrupts,
+      // so nothing will ever wake this vCPU either.
+      request_stop({StopReason::HaltedNoInterrupts, 1,
+                    fmt::format("vCPU {} halted at rip {:#x} with no interrupt source (no irqchip)", vcpu.id(),
+                                regs->rip)});
+      return false;
     }
     case KVM_EXIT_SHUTDOWN:
       request_stop({StopReason::TripleFault, 1, fmt::format("vCPU {} triple fault", vcpu.id())});

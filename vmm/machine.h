@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -34,6 +35,10 @@ struct MachineConfig {
   bool irqchip = true;            // false: HLT exits to us (tiny test guests)
   std::optional<HostKind> host;   // default: detect_host_kind()
   std::chrono::milliseconds timeout{0};  // 0: run until the guest stops
+  bool dirty_log = false;         // KVM dirty-page logging on every memslot (clones)
+  // Sees each complete console line (after panic detection); e.g. to prefix
+  // clone output. Runs on a vCPU thread.
+  std::function<void(const std::string&)> on_console_line;
 };
 
 enum class StopReason {
@@ -99,6 +104,13 @@ class Machine {
 
   // Thread-safe; the first stop wins.
   void request_stop(StopInfo info);
+
+  // After a stop, makes the machine runnable again (clone reset): clears the
+  // stop record and the per-run timestamps.
+  void clear_stop();
+
+  // Memslot index of each memory region, for dirty logs.
+  uint32_t slot_of_region(size_t region) const { return static_cast<uint32_t>(region); }
 
   // Multi-line human summary of the counters (for --stats).
   std::string stats_report() const;

@@ -60,6 +60,11 @@ struct vic_mailbox {
 
 #define VIC_MB_CHANNEL_PORT 1u   /* agent should use the port doorbell instead of MMIO */
 #define VIC_MB_QUIET 2u          /* agent should not print its own diagnostics */
+/* Template boot: after its setup the agent rings VIC_EV_TEMPLATE, where the
+ * VMM captures the VM, and then waits in user mode until `generation`
+ * changes. Each clone resumes there with its own mailbox (the personality)
+ * already written, rings VIC_EV_READY once it has read it, and runs it. */
+#define VIC_MB_TEMPLATE 4u
 
 #ifdef __cplusplus
 static_assert(sizeof(struct vic_mailbox) == VIC_MAILBOX_SIZE, "mailbox is one page");

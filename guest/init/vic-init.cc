@@ -19,13 +19,16 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/random.h>
 #include <sys/io.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstddef>
@@ -145,6 +148,39 @@ void mount_fs(const char* src, const char* dir, const char* type, unsigned long 
   power_off();
 }
 
+// ---- template mode ----------------------------------------------------------------
+// Parks this booted guest for the clone engine, then becomes one clone.
+// Everything between the VMM writing the mailbox and "personality read" runs
+// in user mode: no system call, no exit but the READY doorbell.
+void await_personality(const void* page) {
+  auto* live = static_cast<const volatile vic_mailbox*>(page);
+  const uint64_t parked = live->generation;
+  bell.ring(VIC_EV_TEMPLATE, 0);  // the VMM captures the VM at this store
+  // Clones resume here with a newer generation already written, so this
+  // loop only spins if a VMM resumes the template itself.
+  while (live->generation == parked) __builtin_ia32_pause();
+  copy_mailbox(page);
+  if (int err = validate_mailbox(); err != 0) fail(err, "bad clone mailbox");
+  bell.ring(VIC_EV_READY, 0);
+
+  // Clones share the template's RNG state: mix in this clone's seed and
+  // credit it, so no two clones produce the same random numbers.
+  struct {
+    int entropy_count;
+    int buf_size;
+    uint64_t buf[4];
+  } entropy = {256, sizeof(uint64_t) * 4, {mb.seed[0], mb.seed[1], mb.seed[2], mb.seed[3]}};
+  int rnd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+  if (rnd < 0 || ioctl(rnd, RNDADDENTROPY, &entropy) != 0) diag("vic-init: reseeding RNG: %s", strerror(errno));
+  if (rnd >= 0) close(rnd);
+  // The template's clock stopped when it was captured.
+  if (mb.wallclock_ns != 0) {
+    timespec ts = {static_cast<time_t>(mb.wallclock_ns / 1000000000ull),
+                   static_cast<long>(mb.wallclock_ns % 1000000000ull)};
+    if (clock_settime(CLOCK_REALTIME, &ts) != 0) diag("vic-init: setting the clock: %s", strerror(errno));
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -179,7 +215,6 @@ int main() {
     fail(err, "mmap mailbox");
   }
   copy_mailbox(page);
-  munmap(page, VIC_MAILBOX_SIZE);
 
   int err = validate_mailbox();
   // Flags are only trusted from a valid mailbox; otherwise use the default.
@@ -195,11 +230,15 @@ int main() {
   close(memfd);
   if (err != 0) fail(err, "bad mailbox");
   bell.ring(VIC_EV_READY, 0);
+  // A template keeps the page mapped: each clone's personality arrives there.
+  if (!(flags & VIC_MB_TEMPLATE)) munmap(page, VIC_MAILBOX_SIZE);
 
   if (!dev_mounted) mount_fs("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
   mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
   mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
   mount_fs("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+
+  if (flags & VIC_MB_TEMPLATE) await_personality(page);
 
   // Layout of strings[]: argv[0..argc), envp[0..envc), hostname.
   const char* hostname = strings[mb.argc + mb.envc];

@@ -91,6 +91,8 @@ TEST_CASE("an exception with an empty IDT triple-faults: TripleFault", "[kvm][sh
   auto run = run_guest(*m);
   CHECK(run.stop.reason == StopReason::TripleFault);
   CHECK(m->stats().hlt_exits.load() == 0);
+  // On the nested host the int3 reaches the IDT through the #BP assist.
+  if (which == 0 && m->quirks().active()) CHECK(m->quirks().count(AssistKind::Int3) == 1);
 }
 
 TEST_CASE("cli; hlt without an irqchip: KVM_EXIT_HLT gives HaltedNoInterrupts", "[kvm][shutdown]") {

@@ -11,7 +11,7 @@ namespace {
 // A generous bound: boot takes ~5-10 s here; a hung guest must not hang CI.
 const std::vector<std::string> kRun = {"run", "--timeout", "120"};
 
-Outcome vicvmm(std::vector<std::string> args) {
+Outcome run_vicvmm(std::vector<std::string> args) {
   std::vector<std::string> argv{vicvmm_bin()};
   argv.insert(argv.end(), kRun.begin(), kRun.end());
   argv.insert(argv.end(), args.begin(), args.end());
@@ -20,14 +20,14 @@ Outcome vicvmm(std::vector<std::string> args) {
 }  // namespace
 
 TEST_CASE("echo output reaches the host and exit status 0 passes through") {
-  Outcome o = vicvmm({"--", "/bin/echo", "hello-from-the-guest"});
+  Outcome o = run_vicvmm({"--", "/bin/echo", "hello-from-the-guest"});
   CAPTURE(o.out, o.err);
   CHECK(o.status == 0);
   CHECK(o.out.find("hello-from-the-guest\n") != std::string::npos);
 }
 
 TEST_CASE("a non-zero exit status passes through, with output") {
-  Outcome o = vicvmm({"--stats", "--", "/bin/sh", "-c", "echo hi; exit 3"});
+  Outcome o = run_vicvmm({"--stats", "--", "/bin/sh", "-c", "echo hi; exit 3"});
   CAPTURE(o.out, o.err);
   CHECK(o.status == 3);
   CHECK(o.out.find("hi\n") != std::string::npos);
@@ -37,7 +37,7 @@ TEST_CASE("a non-zero exit status passes through, with output") {
 }
 
 TEST_CASE("environment, hostname and arguments with spaces reach the command") {
-  Outcome o = vicvmm({"--env", "GREETING=two words", "--hostname", "box-7", "--", "/bin/sh", "-c",
+  Outcome o = run_vicvmm({"--env", "GREETING=two words", "--hostname", "box-7", "--", "/bin/sh", "-c",
                       "echo \"[$GREETING] [$(hostname)] [$0]\"", "arg zero"});
   CAPTURE(o.out, o.err);
   CHECK(o.status == 0);
@@ -45,20 +45,20 @@ TEST_CASE("environment, hostname and arguments with spaces reach the command") {
 }
 
 TEST_CASE("a command that cannot be found exits 127") {
-  Outcome o = vicvmm({"--", "/no/such/program"});
+  Outcome o = run_vicvmm({"--", "/no/such/program"});
   CAPTURE(o.out, o.err);
   CHECK(o.status == 127);
 }
 
 TEST_CASE("the I/O-port doorbell works as well as the MMIO one") {
-  Outcome o = vicvmm({"--port-doorbell", "--", "/bin/sh", "-c", "exit 5"});
+  Outcome o = run_vicvmm({"--port-doorbell", "--", "/bin/sh", "-c", "exit 5"});
   CAPTURE(o.out, o.err);
   CHECK(o.status == 5);
 }
 
 TEST_CASE("a kernel panic is reported as such") {
   // No initramfs: the kernel cannot mount a root and panics.
-  Outcome o = vicvmm({"--initrd", "none", "--", "/bin/true"});
+  Outcome o = run_vicvmm({"--initrd", "none", "--", "/bin/true"});
   CAPTURE(o.out, o.err);
   CHECK(o.status == 126);
   CHECK(o.err.find("kernel panic") != std::string::npos);

@@ -31,7 +31,8 @@ BootParams read_zero_page(const GuestMemory& mem) {
 std::string read_cstring(const GuestMemory& mem, uint64_t gpa, size_t max) {
   std::vector<uint8_t> buf(max);
   REQUIRE(mem.read(gpa, buf));
-  return std::string(reinterpret_cast<const char*>(buf.data()), strnlen(reinterpret_cast<const char*>(buf.data()), max));
+  const auto* chars = reinterpret_cast<const char*>(buf.data());
+  return std::string(chars, strnlen(chars, max));
 }
 
 BootConfig config_for(const GuestMemory& mem) {

@@ -59,7 +59,8 @@ TEST_CASE("gdt: written to guest memory with an empty IDT", "[gdt]") {
   auto mem = make_mem(1 << 20);
   REQUIRE(mem.fill(kIdtGpa, 0xcc, 16));
   REQUIRE(write_gdt(mem));
-  for (unsigned i = 0; i < kBootGdt.size(); i++) CHECK(mem.read_obj<uint64_t>(kGdtGpa + 8 * i).value() == kBootGdt[i]);
+  for (unsigned i = 0; i < kBootGdt.size(); i++)
+    CHECK(mem.read_obj<uint64_t>(kGdtGpa + 8 * i).value() == kBootGdt[i]);
   CHECK(mem.read_obj<uint64_t>(kIdtGpa).value() == 0);
   CHECK(mem.read_obj<uint64_t>(kIdtGpa + 8).value() == 0);
 }

@@ -122,5 +122,6 @@ TEST_CASE("mptable: bad CPU counts and small RAM are rejected", "[mptable]") {
   CHECK(write_mptable(mem, 37));
 
   auto small = make_mem(0x9f000);
-  CHECK_THAT(error_of(write_mptable(small, 1)), Catch::Contains("MP table") && Catch::Contains("outside guest RAM"));
+  CHECK_THAT(error_of(write_mptable(small, 1)),
+             Catch::Contains("MP table") && Catch::Contains("outside guest RAM"));
 }

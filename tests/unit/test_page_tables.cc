@@ -25,7 +25,8 @@ std::optional<uint64_t> translate(const GuestMemory& mem, uint64_t cr3, uint64_t
     uint64_t entry = mem.read_obj<uint64_t>(table + ((va >> shift) & 0x1ff) * 8).value();
     if (!(entry & kPtePresent)) return std::nullopt;
     if (!(entry & kPteWritable)) return std::nullopt;  // the boot tables are all writable
-    if (level == 1 && (entry & kPteLargePage)) return (entry & kAddrMask & ~((1ull << 21) - 1)) | (va & ((1ull << 21) - 1));
+    constexpr uint64_t k2MiBMask = (1ull << 21) - 1;
+    if (level == 1 && (entry & kPteLargePage)) return (entry & kAddrMask & ~k2MiBMask) | (va & k2MiBMask);
     if (level == 0) return (entry & kAddrMask) | (va & 0xfff);
     table = entry & kAddrMask;
   }
@@ -42,15 +43,15 @@ TEST_CASE("page tables: identity map of the first 4 GiB with 2 MiB pages", "[pag
   REQUIRE(cr3);
   CHECK(*cr3 == kPml4Gpa);
 
-  for (uint64_t va : std::initializer_list<uint64_t>{0, 0x1000, 2 * kMiB - 1, 2 * kMiB, 0x1000000ull + 0x200, 1 * kGiB - 1, 1 * kGiB,
-                      3 * kGiB + 5, 4 * kGiB - 1}) {
+  for (uint64_t va : std::initializer_list<uint64_t>{0, 0x1000, 2 * kMiB - 1, 2 * kMiB, 0x1000200, 1 * kGiB - 1,
+                                                     1 * kGiB, 3 * kGiB + 5, 4 * kGiB - 1}) {
     INFO("va = " << std::hex << va);
     auto pa = translate(mem, *cr3, va);
     REQUIRE(pa);
     CHECK(*pa == va);
   }
-  CHECK_FALSE(translate(mem, *cr3, 4 * kGiB));        // PDPT[4] is empty
-  CHECK_FALSE(translate(mem, *cr3, 512 * kGiB));      // PML4[1] is empty
+  CHECK_FALSE(translate(mem, *cr3, 4 * kGiB));    // PDPT[4] is empty
+  CHECK_FALSE(translate(mem, *cr3, 512 * kGiB));  // PML4[1] is empty
 }
 
 TEST_CASE("page tables: exact entry values", "[page_tables]") {
@@ -58,7 +59,8 @@ TEST_CASE("page tables: exact entry values", "[page_tables]") {
   REQUIRE(write_identity_page_tables(mem));
   CHECK(mem.read_obj<uint64_t>(kPml4Gpa).value() == (kPdptGpa | 0x3));
   CHECK(mem.read_obj<uint64_t>(kPml4Gpa + 8).value() == 0);
-  for (uint64_t i = 0; i < 4; i++) CHECK(mem.read_obj<uint64_t>(kPdptGpa + 8 * i).value() == ((kPdGpa + i * 0x1000) | 0x3));
+  for (uint64_t i = 0; i < 4; i++)
+    CHECK(mem.read_obj<uint64_t>(kPdptGpa + 8 * i).value() == ((kPdGpa + i * 0x1000) | 0x3));
   CHECK(mem.read_obj<uint64_t>(kPdptGpa + 8 * 4).value() == 0);
   CHECK(mem.read_obj<uint64_t>(kPdGpa).value() == 0x83);
   CHECK(mem.read_obj<uint64_t>(kPdGpa + 8).value() == (2 * kMiB | 0x83));

@@ -121,15 +121,7 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   if (initrd) spec.initrd = initrd->bytes();
   spec.extra_cmdline = o.cmdline;
   spec.agent.argv = o.command;
-  // The agent's defaults apply only to an empty environment; keep them
-  // under the user's variables so that --env never loses PATH.
-  for (const char* def : {"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/", "TERM=linux"}) {
-    std::string_view key = std::string_view(def).substr(0, std::string_view(def).find('=') + 1);
-    bool overridden = false;
-    for (const auto& e : o.env) overridden |= e.starts_with(key);
-    if (!overridden) spec.agent.env.emplace_back(def);
-  }
-  spec.agent.env.insert(spec.agent.env.end(), o.env.begin(), o.env.end());
+  spec.agent.env = default_env(o.env);  // never lose PATH to --env
   spec.agent.hostname = o.hostname;
   spec.agent.flags = o.port_doorbell ? VIC_MB_CHANNEL_PORT : 0;
   timespec now{};

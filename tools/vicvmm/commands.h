@@ -22,4 +22,31 @@ struct RunOptions {
 
 int cmd_run(const RunOptions& o, uint64_t process_start_ns);
 
+struct TemplateCreateOptions {
+  std::string name;
+  std::string kernel, initrd, mem = "128M", cmdline;
+  std::string console = "none";  // the template's boot log: none, stdout or a file
+  bool force = false;            // replace an existing template
+};
+int cmd_template_create(const TemplateCreateOptions& o);
+int cmd_template_ls();
+int cmd_template_rm(const std::string& name);
+
+// Copies template NAME to DIR as a self-contained snapshot directory.
+int cmd_snapshot(const std::string& name, const std::string& dir);
+
+struct ForkOptions {
+  std::string name;      // a template name, or
+  std::string from_dir;  // a snapshot directory
+  unsigned count = 1;
+  unsigned parallel = 1;
+  bool no_pool = false;
+  unsigned pool_size = 0;  // 0: min(count, 16)
+  bool quiet = false;      // no clone output, summary only
+  std::vector<std::string> env;
+  unsigned timeout_s = 60;
+  std::vector<std::string> command;
+};
+int cmd_fork(const ForkOptions& o);
+
 }  // namespace vicvmm::cli

@@ -37,6 +37,40 @@ int main(int argc, char** argv) {
   run_cmd->add_option("command", run.command, "Command and arguments to run in the guest (after --)");
   run_cmd->positionals_at_end();
 
+  auto* tmpl_cmd = app.add_subcommand("template", "Create, list and remove templates (booted, paused guests)");
+  tmpl_cmd->require_subcommand(1);
+  TemplateCreateOptions tc;
+  auto* tc_cmd = tmpl_cmd->add_subcommand("create", "Boot the guest once and keep it as template NAME");
+  tc_cmd->add_option("name", tc.name, "Template name")->required();
+  tc_cmd->add_option("--kernel", tc.kernel, "Guest kernel (default: the built guest)");
+  tc_cmd->add_option("--initrd", tc.initrd, "Initramfs (default: the built guest)");
+  tc_cmd->add_option("--mem", tc.mem, "Guest memory")->capture_default_str();
+  tc_cmd->add_option("--cmdline", tc.cmdline, "Extra kernel command-line words");
+  tc_cmd->add_option("--console", tc.console, "Boot log: none, stdout or a file")->capture_default_str();
+  tc_cmd->add_flag("--force", tc.force, "Replace an existing template");
+  auto* tl_cmd = tmpl_cmd->add_subcommand("ls", "List templates");
+  std::string rm_name;
+  auto* tr_cmd = tmpl_cmd->add_subcommand("rm", "Remove a template");
+  tr_cmd->add_option("name", rm_name, "Template name")->required();
+
+  std::string snap_name, snap_dir;
+  auto* snap_cmd = app.add_subcommand("snapshot", "Write template NAME to DIR as a snapshot directory");
+  snap_cmd->add_option("name", snap_name, "Template name")->required();
+  snap_cmd->add_option("dir", snap_dir, "Destination directory (must not exist)")->required();
+
+  ForkOptions fork;
+  auto* fork_cmd = app.add_subcommand("fork", "Run CMD in N copy-on-write clones of a template");
+  fork_cmd->add_option("name", fork.name, "Template name");
+  fork_cmd->add_option("--from", fork.from_dir, "Clone from a snapshot directory instead of a template");
+  fork_cmd->add_option("-n", fork.count, "Number of clones")->capture_default_str();
+  fork_cmd->add_option("--parallel", fork.parallel, "Clones running at once")->capture_default_str();
+  fork_cmd->add_flag("--no-pool", fork.no_pool, "Build each clone's VM on demand instead of from a pool");
+  fork_cmd->add_option("--pool-size", fork.pool_size, "Shells kept ready (default: min(n, 16))");
+  fork_cmd->add_flag("--quiet", fork.quiet, "Print only the summary, not the clones' output");
+  fork_cmd->add_option("--env", fork.env, "Environment variable KEY=VALUE (repeatable)");
+  fork_cmd->add_option("--timeout", fork.timeout_s, "Per-clone timeout in seconds")->capture_default_str();
+  fork_cmd->add_option("command", fork.command, "Command and arguments (after --)")->required();
+
   auto* version_cmd = app.add_subcommand("version", "Print the vicvmm version");
 
   try {
@@ -46,6 +80,23 @@ int main(int argc, char** argv) {
   }
 
   if (*run_cmd) return cmd_run(run, start);
+  if (*tc_cmd) return cmd_template_create(tc);
+  if (*tl_cmd) return cmd_template_ls();
+  if (*tr_cmd) return cmd_template_rm(rm_name);
+  if (*snap_cmd) return cmd_snapshot(snap_name, snap_dir);
+  if (*fork_cmd) {
+    // With --from there is no NAME: CLI11 fills positionals in order, so
+    // the command's first word landed in `name`.
+    if (!fork.from_dir.empty() && !fork.name.empty()) {
+      fork.command.insert(fork.command.begin(), fork.name);
+      fork.name.clear();
+    }
+    if (fork.name.empty() == fork.from_dir.empty()) {
+      fmt::print(stderr, "vicvmm: error: fork needs a template NAME or --from DIR (one of them)\n");
+      return kExitVmmError;
+    }
+    return cmd_fork(fork);
+  }
   if (*version_cmd) {
     fmt::print("vicvmm {}\n", VICVMM_VERSION);
     return 0;

@@ -43,4 +43,29 @@ std::string default_initrd() {
   return cache_dir() + "/initrd.cpio";
 }
 
+std::string templates_dir() {
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x) return std::string(x) + "/vicvmm/templates";
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : "/root") + "/.local/state/vicvmm/templates";
+}
+
+Result<std::string> template_path(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 64 && name[0] != '.';
+  for (char c : name) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-');
+  if (!ok) return err("template name '{}': use 1-64 of A-Z a-z 0-9 . _ - (not starting with '.')", name);
+  return templates_dir() + "/" + name;
+}
+
+std::vector<std::string> default_env(const std::vector<std::string>& user_env) {
+  std::vector<std::string> env;
+  for (const char* def : {"PATH=/bin:/sbin:/usr/bin:/usr/sbin", "HOME=/", "TERM=linux"}) {
+    std::string_view key = std::string_view(def).substr(0, std::string_view(def).find('=') + 1);
+    bool overridden = false;
+    for (const auto& e : user_env) overridden |= e.starts_with(key);
+    if (!overridden) env.emplace_back(def);
+  }
+  env.insert(env.end(), user_env.begin(), user_env.end());
+  return env;
+}
+
 }  // namespace vicvmm::cli

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "vmm/result.h"
 
@@ -16,6 +17,14 @@ std::string cache_dir();
 // $VICVMM_KERNEL, else <cache>/vmlinux; $VICVMM_INITRD, else <cache>/initrd.cpio.
 std::string default_kernel();
 std::string default_initrd();
+
+// Where templates live: ${XDG_STATE_HOME:-$HOME/.local/state}/vicvmm/templates.
+std::string templates_dir();
+// templates_dir()/NAME, after checking NAME is [A-Za-z0-9._-]+ without a leading dot.
+Result<std::string> template_path(const std::string& name);
+
+// The environment every command gets unless the user overrides a key.
+std::vector<std::string> default_env(const std::vector<std::string>& user_env);
 
 inline constexpr uint64_t kMinGuestMemory = 32ull << 20;  // a kernel plus a small initramfs
 inline constexpr uint64_t kMaxGuestMemory = 64ull << 30;

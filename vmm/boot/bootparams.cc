@@ -69,7 +69,8 @@ Result<> copy_setup_header(BootParams& bp, std::span<const uint8_t> bytes) {
   if (bytes.size() > kSetupHeaderMaxBytes)
     return err("boot params: setup header has {} bytes, at most {} fit in the zero page", bytes.size(),
                kSetupHeaderMaxBytes);
-  std::memcpy(reinterpret_cast<uint8_t*>(&bp) + kSetupHeaderOffset, bytes.data(), bytes.size());
+  if (!bytes.empty())  // an empty span may have a null data(), which memcpy must not get
+    std::memcpy(reinterpret_cast<uint8_t*>(&bp) + kSetupHeaderOffset, bytes.data(), bytes.size());
   return {};
 }
 

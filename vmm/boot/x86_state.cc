@@ -14,7 +14,7 @@ kvm_segment boot_segment(unsigned index) { return to_kvm_segment(segment_from_gd
 
 // Replaces bits [lo, lo + width) of v with `field` (truncated to width).
 uint32_t set_bits(uint32_t v, unsigned lo, unsigned width, uint32_t field) {
-  uint32_t mask = ((width == 32 ? 0u : (1u << width)) - 1u) << lo;
+  uint32_t mask = ((1u << width) - 1u) << lo;  // width < 32 at every call
   return (v & ~mask) | ((field << lo) & mask);
 }
 

@@ -42,7 +42,7 @@ uint8_t Serial::read_reg(uint64_t offset) {
     case kIir: {
       uint8_t fifo = fifo_enabled_ ? kIirFifo : 0;
       if ((ier_ & kIerRdi) && !rx_.empty()) return kIirRdi | fifo;
-      if (thr_empty_pending_) {
+      if (thr_empty_pending_ && (ier_ & kIerThri)) {
         thr_empty_pending_ = false;  // reading IIR acknowledges THR-empty
         return kIirThri | fifo;
       }
@@ -95,7 +95,7 @@ void Serial::write_reg(uint64_t offset, uint8_t v) {
 }
 
 void Serial::update_interrupt() {
-  bool pending = thr_empty_pending_ || ((ier_ & kIerRdi) && !rx_.empty());
+  bool pending = (thr_empty_pending_ && (ier_ & kIerThri)) || ((ier_ & kIerRdi) && !rx_.empty());
   if (pending && irq_) irq_();
 }
 
@@ -128,6 +128,24 @@ void Serial::flush() {
     }
   }
   out_buf_.clear();
+}
+
+SerialState Serial::save() const {
+  std::lock_guard lock(mu_);
+  return {ier_, lcr_, mcr_, scr_, dll_, dlm_, fifo_enabled_, thr_empty_pending_};
+}
+
+void Serial::restore(const SerialState& s) {
+  std::lock_guard lock(mu_);
+  ier_ = s.ier & 0x0f;
+  lcr_ = s.lcr;
+  mcr_ = s.mcr;
+  scr_ = s.scr;
+  dll_ = s.dll;
+  dlm_ = s.dlm;
+  fifo_enabled_ = s.fifo_enabled != 0;
+  thr_empty_pending_ = s.thr_empty_pending != 0;
+  rx_.clear();
 }
 
 void Serial::queue_input(std::string_view bytes) {

@@ -13,6 +13,12 @@
 
 namespace vicvmm {
 
+// The guest-visible register state, for templates and snapshots.
+struct SerialState {
+  uint8_t ier = 0, lcr = 0, mcr = 0, scr = 0, dll = 0x0c, dlm = 0;
+  uint8_t fifo_enabled = 0, thr_empty_pending = 0;
+};
+
 class Serial : public BusDevice {
  public:
   using IrqFn = std::function<void()>;            // pulses the UART's interrupt line
@@ -33,6 +39,9 @@ class Serial : public BusDevice {
 
   uint64_t bytes_out() const { return bytes_out_; }
 
+  SerialState save() const;
+  void restore(const SerialState& s);
+
  private:
   uint8_t read_reg(uint64_t offset);
   void write_reg(uint64_t offset, uint8_t v);
@@ -44,7 +53,7 @@ class Serial : public BusDevice {
   LineFn on_line_;
   bool unbuffered_;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::deque<uint8_t> rx_;
   std::string out_buf_, line_;
   uint64_t bytes_out_ = 0;

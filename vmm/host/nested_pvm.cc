@@ -45,6 +45,10 @@ std::vector<std::string> HostQuirks::kernel_cmdline_words() const {
       kClearCpuid,
       "noxsave",
       "nopcid",
+      // The guest TSC cannot be offset here (user-mode rdtsc runs natively),
+      // so a restored clone would see TSC time jump by the template's age and
+      // spend emulated time catching up. kvm-clock follows KVM_SET_CLOCK.
+      "clocksource=kvm-clock",
       // Calibration loops run emulated: trust the TSC and a fixed loops-per-jiffy.
       "tsc=reliable",
       "no_timer_check",
@@ -54,6 +58,32 @@ std::vector<std::string> HostQuirks::kernel_cmdline_words() const {
       "rodata=off",
   };
 }
+
+namespace {
+
+uint64_t gpr(const kvm_regs& r, int n) {
+  const uint64_t regs[16] = {r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi,
+                             r.r8,  r.r9,  r.r10, r.r11, r.r12, r.r13, r.r14, r.r15};
+  return n >= 0 && n < 16 ? regs[n] : 0;
+}
+
+uint64_t effective_address(const MemOperand& m, const kvm_regs& regs, const kvm_sregs& sregs, uint64_t next_rip) {
+  uint64_t a = static_cast<uint64_t>(m.disp);
+  if (m.rip_relative) a += next_rip;
+  if (m.base >= 0) a += gpr(regs, m.base);
+  if (m.index >= 0) a += gpr(regs, m.index) * m.scale;
+  if (m.addr32) a &= 0xffff'ffffull;
+  if (m.segment == 0x64) a += sregs.fs.base;
+  if (m.segment == 0x65) a += sregs.gs.base;
+  return a;
+}
+
+// MXCSR lives at byte 24 of the legacy FXSAVE/XSAVE area.
+constexpr size_t kXsaveMxcsrWord = 24 / 4;
+constexpr uint32_t kMxcsrReserved = 0xffff'0000u;  // MXCSR_MASK 0xffff on every CPU we run on
+constexpr uint64_t kCr0Em = 1u << 2, kCr0Ts = 1u << 3, kCr4Osfxsr = 1u << 9;
+
+}  // namespace
 
 uint64_t HostQuirks::total_assists() const {
   uint64_t t = 0;
@@ -73,11 +103,11 @@ Result<bool> HostQuirks::handle_emulation_failure(Vcpu& vcpu, const GuestMemory&
   if (a.kind == AssistKind::None) return false;
 
   constexpr uint64_t kRflagsAc = 1ull << 18;
-  auto inject = [&](uint8_t vector) -> Result<> {
+  auto inject = [&](uint8_t vector, bool error_code = false) -> Result<> {
     VIC_ASSIGN(kvm_vcpu_events ev, vcpu.get_events());
     ev.exception.injected = 1;
     ev.exception.nr = vector;
-    ev.exception.has_error_code = 0;
+    ev.exception.has_error_code = error_code ? 1 : 0;
     ev.exception.error_code = 0;
     ev.flags = 0;  // leave NMI/SIPI/shadow state as it is
     return vcpu.set_events(ev);
@@ -99,10 +129,36 @@ Result<bool> HostQuirks::handle_emulation_failure(Vcpu& vcpu, const GuestMemory&
       VIC_TRY(vcpu.set_regs(regs));
       break;
     case AssistKind::SkipX87:
-    case AssistKind::SkipLdmxcsr:
       regs.rip += a.length;
       VIC_TRY(vcpu.set_regs(regs));
       break;
+    case AssistKind::SkipLdmxcsr: {
+      // Do what the CPU would: #UD without SSE enabled, #NM when the FPU is
+      // lazily off, #GP for reserved bits; otherwise load MXCSR.
+      if (!(sregs.cr4 & kCr4Osfxsr) || (sregs.cr0 & kCr0Em)) {
+        VIC_TRY(inject(6));
+        break;
+      }
+      if (sregs.cr0 & kCr0Ts) {
+        VIC_TRY(inject(7));
+        break;
+      }
+      uint64_t addr = effective_address(a.mem, regs, sregs, regs.rip + a.length);
+      uint8_t raw[4];
+      auto n = read_gva(mem, sregs.cr3, addr, raw);
+      if (!n || *n != 4) return false;  // unmapped operand: let the exit be reported
+      uint32_t value = raw[0] | (raw[1] << 8) | (raw[2] << 16) | (static_cast<uint32_t>(raw[3]) << 24);
+      if (value & kMxcsrReserved) {
+        VIC_TRY(inject(13, true));
+        break;
+      }
+      VIC_ASSIGN(kvm_abi::Xsave xs, vcpu.get_xsave());
+      xs.region[kXsaveMxcsrWord] = value;
+      VIC_TRY(vcpu.set_xsave(xs));
+      regs.rip += a.length;
+      VIC_TRY(vcpu.set_regs(regs));
+      break;
+    }
     case AssistKind::None:
     case AssistKind::kCount:
       return false;

@@ -20,6 +20,7 @@ Result<Kvm> Kvm::open(const std::string& path) {
     return sys_err("{}: cannot open", path);
   }
   int version = ioctl(kvm.fd(), KVM_GET_API_VERSION, 0);
+  if (version < 0) return sys_err("{}: not a KVM device (KVM_GET_API_VERSION)", path);
   if (version != KVM_API_VERSION)
     return err("{}: KVM API version {} (expected {})", path, version, KVM_API_VERSION);
   int sz = ioctl(kvm.fd(), KVM_GET_VCPU_MMAP_SIZE, 0);
@@ -39,6 +40,11 @@ Result<> Kvm::require(int cap, const char* name) const {
 }
 
 Result<std::vector<kvm_cpuid_entry2>> Kvm::supported_cpuid() const {
+  std::call_once(cache_->cpuid_once, [this] { cache_->cpuid = query_supported_cpuid(); });
+  return cache_->cpuid;
+}
+
+Result<std::vector<kvm_cpuid_entry2>> Kvm::query_supported_cpuid() const {
   // Grow until the kernel stops answering E2BIG.
   for (uint32_t n = 64; n <= 4096; n *= 2) {
     std::vector<uint8_t> buf(sizeof(kvm_abi::CpuidHeader) + n * sizeof(kvm_cpuid_entry2));
@@ -63,7 +69,7 @@ Result<std::vector<uint32_t>> Kvm::msr_index_list() const {
   return std::vector<uint32_t>(buf.begin() + 1, buf.begin() + 1 + buf[0]);
 }
 
-Result<> require_base_capabilities(const Kvm& kvm) {
+static Result<> probe_base_capabilities(const Kvm& kvm) {
   struct Need { int cap; const char* name; };
   static constexpr Need kNeeds[] = {
       {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
@@ -79,4 +85,11 @@ Result<> require_base_capabilities(const Kvm& kvm) {
   return {};
 }
 
+}  // namespace vicvmm
+
+namespace vicvmm {
+Result<> require_base_capabilities(const Kvm& kvm) {
+  std::call_once(kvm.cache_->caps_once, [&] { kvm.cache_->caps = probe_base_capabilities(kvm); });
+  return kvm.cache_->caps;
+}
 }  // namespace vicvmm

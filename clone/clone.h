@@ -1,0 +1,70 @@
+// A Clone is one container VM forked from a Template: its own KVM VM over a
+// MAP_PRIVATE mapping of the template's memory, the template's captured
+// state restored, and its own personality in the mailbox page.
+//
+// Life cycle: create() builds the shell (VM, memslots, irqchip, vCPU,
+// CPUID: the expensive part, done ahead of time by ClonePool); start()
+// restores state and writes the personality; run() runs it to its stop;
+// reset() brings it back to the template state in place, ready to start again.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "clone/template.h"
+#include "vmm/agent/mailbox.h"
+#include "vmm/machine.h"
+
+namespace vicvmm {
+
+struct CloneOptions {
+  int console_fd = -1;  // -1: output only through on_console_line
+  std::function<void(uint32_t clone_id, const std::string& line)> on_console_line;
+  bool dirty_tracking = true;
+  std::chrono::milliseconds timeout{0};
+};
+
+struct CloneTimes {  // CLOCK_MONOTONIC ns; 0 until it happens
+  uint64_t requested = 0;    // start() was called
+  uint64_t first_run = 0;    // just before the first KVM_RUN
+  uint64_t personality = 0;  // the agent rang READY after reading the mailbox
+  uint64_t stopped = 0;
+};
+
+class Clone {
+ public:
+  static Result<std::unique_ptr<Clone>> create(const Kvm& kvm, std::shared_ptr<const Template> tmpl,
+                                               const CloneOptions& opts = {});
+
+  // Restores the template state and writes the personality. `requested_ns`
+  // lets a caller that waited for a pooled shell count from its request.
+  Result<> start(const AgentRequest& personality, uint64_t requested_ns = 0);
+  Result<StopInfo> run();
+  // Back to the template state, discarding the pages this clone wrote.
+  Result<> reset();
+
+  // Pages written since start (guest writes from the dirty log, plus the
+  // mailbox the VMM wrote). Harvests the dirty log.
+  Result<uint64_t> dirty_pages();
+  // Bytes of host memory this clone owns privately (dirty pages x 4 KiB).
+  Result<uint64_t> private_bytes() { return dirty_pages().map([](uint64_t n) { return n * 4096; }); }
+  // Guest-physical page numbers written since start (sorted).
+  Result<std::vector<uint64_t>> dirty_page_list();
+
+  CloneTimes times() const;
+  Machine& machine() { return *machine_; }
+  uint32_t id() const { return id_; }
+
+ private:
+  Result<> harvest_dirty_log();
+
+  std::shared_ptr<const Template> tmpl_;
+  std::unique_ptr<Machine> machine_;
+  uint32_t id_ = 0;
+  uint64_t requested_ns_ = 0;
+  // One bit per guest page per region, accumulated across harvests.
+  std::vector<std::vector<uint64_t>> dirty_;
+  bool dirty_tracking_ = true;
+};
+
+}  // namespace vicvmm

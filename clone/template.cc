@@ -1,0 +1,79 @@
+#include "clone/template.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+
+#include "clone/snapshot.h"
+#include "vmm/boot/x86_state.h"
+#include "vmm/linux_boot.h"
+
+namespace vicvmm {
+
+namespace {
+// Nothing may change a template's memory while clones map it: no writes
+// (F_SEAL_WRITE also forbids new shared writable mappings), no resizing.
+constexpr int kTemplateSeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL;
+}  // namespace
+
+Result<std::shared_ptr<const Template>> Template::boot(const Kvm& kvm, const TemplateSpec& spec) {
+  auto t = std::make_shared<Template>();
+  UniqueFd memfd;
+  {
+    MachineConfig cfg;
+    cfg.mem_size = spec.mem_size;
+    cfg.backing = Backing::SharedMemfd;
+    cfg.console_fd = spec.console_fd;
+    cfg.timeout = spec.timeout;
+    VIC_ASSIGN(auto machine, Machine::create(kvm, cfg));
+
+    LinuxBootSpec boot;
+    boot.kernel = spec.kernel;
+    boot.initrd = spec.initrd;
+    boot.extra_cmdline = spec.extra_cmdline;
+    boot.agent.flags = VIC_MB_TEMPLATE | VIC_MB_QUIET;
+    boot.agent.argv = {"/bin/true"};  // replaced by each clone's personality
+    VIC_TRY(boot_linux(*machine, boot));
+
+    VIC_ASSIGN(StopInfo stop, machine->run());
+    if (stop.reason != StopReason::TemplateReady)
+      return err("template: guest stopped before the agent was ready: {}: {}", stop_reason_name(stop.reason),
+                 stop.detail);
+
+    Vcpu& vcpu = machine->vcpu(0);
+    // The doorbell store is still in flight inside KVM; finish it so the
+    // saved RIP is past it and no clone repeats it.
+    VIC_TRY(complete_pending_io(vcpu));
+    VIC_ASSIGN(auto msr_indices, saved_msr_indices(kvm));
+    VIC_ASSIGN(t->state_.vcpu, save_vcpu(vcpu, msr_indices));
+    VIC_ASSIGN(t->state_.vm, save_vm(machine->vm()));
+    t->state_.serial = machine->serial().save();
+    t->state_.cpuid = boot::patch_cpuid(machine->supported_cpuid(), 0, 1);
+    t->state_.host = machine->quirks().kind();
+    t->state_.mem_size = spec.mem_size;
+
+    memfd = UniqueFd(fcntl(machine->memory().memfd(), F_DUPFD_CLOEXEC, 0));
+    if (!memfd) return sys_err("template: duplicating the memory fd");
+  }  // the machine and its shared writable mapping are gone: sealing is now possible
+
+  if (fcntl(memfd.get(), F_ADD_SEALS, kTemplateSeals) != 0) return sys_err("template: sealing guest memory");
+  // Read-only from here on, for whoever holds this fd.
+  t->memory_ = std::move(memfd);
+  return std::shared_ptr<const Template>(std::move(t));
+}
+
+Result<std::shared_ptr<const Template>> Template::load(const std::string& dir, HostKind host, bool verify_memory) {
+  VIC_ASSIGN(LoadedSnapshot snap, read_snapshot(dir, host, verify_memory));
+  auto t = std::make_shared<Template>();
+  t->state_ = std::move(snap.state);
+  t->memory_ = std::move(snap.memory_fd);
+  return std::shared_ptr<const Template>(std::move(t));
+}
+
+Result<> Template::save(const std::string& dir, bool replace) const {
+  void* p = mmap(nullptr, state_.mem_size, PROT_READ, MAP_SHARED, memory_.get(), 0);
+  if (p == MAP_FAILED) return sys_err("template: mapping memory to save it");
+  Mapping map(p, state_.mem_size);
+  return write_snapshot(dir, state_, {map.bytes(), map.size()}, replace);
+}
+
+}  // namespace vicvmm

@@ -1,0 +1,49 @@
+// A Template is a booted guest, paused where its agent said "template
+// ready", captured once: TemplateState plus guest memory in a file that
+// nothing can change any more (a sealed memfd, or a snapshot's memory file).
+// Clones map that memory MAP_PRIVATE, so they share every page they do not write.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "clone/template_state.h"
+#include "vmm/kvm/kvm.h"
+#include "vmm/result.h"
+#include "vmm/unique_fd.h"
+
+namespace vicvmm {
+
+struct TemplateSpec {
+  std::span<const uint8_t> kernel;
+  std::span<const uint8_t> initrd;
+  uint64_t mem_size = 128ull << 20;
+  std::string extra_cmdline;
+  int console_fd = -1;  // the template's boot console; -1 discards it
+  std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+};
+
+class Template {
+ public:
+  // Boots the guest with the agent in template mode and captures it.
+  static Result<std::shared_ptr<const Template>> boot(const Kvm& kvm, const TemplateSpec& spec);
+  // From a snapshot directory written by save() (clone/snapshot.h).
+  static Result<std::shared_ptr<const Template>> load(const std::string& dir, HostKind host,
+                                                      bool verify_memory = true);
+
+  // Writes the template as a snapshot directory (atomically).
+  Result<> save(const std::string& dir, bool replace = false) const;
+
+  const TemplateState& state() const { return state_; }
+  uint64_t mem_size() const { return state_.mem_size; }
+  // Read-only source of guest memory for MAP_PRIVATE clone mappings.
+  int memory_fd() const { return memory_.get(); }
+
+ private:
+  TemplateState state_;
+  UniqueFd memory_;
+};
+
+}  // namespace vicvmm

@@ -1,0 +1,113 @@
+// `vicvmm template create|ls|rm`: templates are snapshot directories kept
+// under the state directory, created by booting the guest once.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "clone/snapshot.h"
+#include "clone/template.h"
+#include "tools/vicvmm/commands.h"
+#include "tools/vicvmm/options.h"
+#include "vmm/machine.h"
+#include "vmm/mapped_file.h"
+
+namespace vicvmm::cli {
+
+namespace {
+int fail(const std::string& msg) {
+  fmt::print(stderr, "vicvmm: error: {}\n", msg);
+  return kExitVmmError;
+}
+}  // namespace
+
+int cmd_template_create(const TemplateCreateOptions& o) {
+  uint64_t t0 = monotonic_ns();
+  auto path = template_path(o.name);
+  if (!path) return fail(path.error().message);
+  if (!o.force && access(path->c_str(), F_OK) == 0)
+    return fail(fmt::format("template '{}' already exists (use --force to replace it)", o.name));
+  auto mem = parse_size(o.mem);
+  if (!mem) return fail("--mem: " + mem.error().message);
+  if (*mem < kMinGuestMemory || *mem > kMaxGuestMemory || *mem % 4096)
+    return fail(fmt::format("--mem {}: must be a multiple of 4 KiB between {} MiB and {} GiB", o.mem,
+                            kMinGuestMemory >> 20, kMaxGuestMemory >> 30));
+  auto kernel = MappedFile::open(o.kernel.empty() ? default_kernel() : o.kernel, "kernel");
+  if (!kernel) return fail(kernel.error().message);
+  auto initrd = MappedFile::open(o.initrd.empty() ? default_initrd() : o.initrd, "initrd");
+  if (!initrd) return fail(initrd.error().message);
+  auto kvm = Kvm::open();
+  if (!kvm) return fail(kvm.error().message);
+
+  UniqueFd console;
+  if (o.console == "stdout") console = UniqueFd(dup(1));
+  else if (o.console != "none") {
+    console = UniqueFd(open(o.console.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!console) return fail(fmt::format("console file {}: {}", o.console, strerror(errno)));
+  }
+
+  TemplateSpec spec;
+  spec.kernel = kernel->bytes();
+  spec.initrd = initrd->bytes();
+  spec.mem_size = *mem;
+  spec.extra_cmdline = o.cmdline;
+  spec.console_fd = console.get();
+  fmt::print(stderr, "vicvmm: booting template '{}'...\n", o.name);
+  auto tmpl = Template::boot(*kvm, spec);
+  if (!tmpl) return fail(tmpl.error().message);
+  uint64_t t_booted = monotonic_ns();
+
+  std::error_code ec;
+  std::filesystem::create_directories(templates_dir(), ec);
+  if (ec) return fail(fmt::format("creating {}: {}", templates_dir(), ec.message()));
+  if (auto r = (*tmpl)->save(*path, o.force); !r) return fail(r.error().message);
+  uint64_t t_saved = monotonic_ns();
+  fmt::print("template '{}' ready: booted in {:.1f} s, saved in {:.0f} ms to {}\n", o.name, (t_booted - t0) / 1e9,
+             (t_saved - t_booted) / 1e6, *path);
+  return 0;
+}
+
+int cmd_template_ls() {
+  std::string dir = templates_dir();
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) return 0;
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.is_directory() && e.path().filename().string()[0] != '.') names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  fmt::print("{:<24} {:>10} {:>12}\n", "NAME", "MEMORY", "ON DISK");
+  for (const auto& n : names) {
+    struct stat st {};
+    std::string mem_file = dir + "/" + n + "/memory.bin";
+    if (stat(mem_file.c_str(), &st) != 0) {
+      fmt::print("{:<24} {:>10} {:>12}\n", n, "?", "(incomplete)");
+      continue;
+    }
+    fmt::print("{:<24} {:>9}M {:>11}M\n", n, st.st_size >> 20, (st.st_blocks * 512) >> 20);
+  }
+  return 0;
+}
+
+int cmd_template_rm(const std::string& name) {
+  auto path = template_path(name);
+  if (!path) return fail(path.error().message);
+  std::error_code ec;
+  if (!std::filesystem::exists(*path, ec)) return fail(fmt::format("template '{}' does not exist", name));
+  std::filesystem::remove_all(*path, ec);
+  if (ec) return fail(fmt::format("removing {}: {}", *path, ec.message()));
+  return 0;
+}
+
+int cmd_snapshot(const std::string& name, const std::string& dir) {
+  auto path = template_path(name);
+  if (!path) return fail(path.error().message);
+  auto tmpl = Template::load(*path, detect_host_kind());
+  if (!tmpl) return fail(tmpl.error().message);
+  if (auto r = (*tmpl)->save(dir); !r) return fail(r.error().message);
+  fmt::print("snapshot of '{}' written to {}\n", name, dir);
+  return 0;
+}
+
+}  // namespace vicvmm::cli
