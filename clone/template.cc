@@ -16,47 +16,53 @@ constexpr int kTemplateSeals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SE
 }  // namespace
 
 Result<std::shared_ptr<const Template>> Template::boot(const Kvm& kvm, const TemplateSpec& spec) {
+  MachineConfig cfg;
+  cfg.mem_size = spec.mem_size;
+  cfg.backing = Backing::SharedMemfd;
+  cfg.console_fd = spec.console_fd;
+  cfg.timeout = spec.timeout;
+  VIC_ASSIGN(auto machine, Machine::create(kvm, cfg));
+
+  LinuxBootSpec boot;
+  boot.kernel = spec.kernel;
+  boot.initrd = spec.initrd;
+  boot.extra_cmdline = spec.extra_cmdline;
+  boot.agent.flags = VIC_MB_TEMPLATE | VIC_MB_QUIET;
+  boot.agent.argv = {"/bin/true"};  // replaced by each clone's personality
+  VIC_TRY(boot_linux(*machine, boot));
+
+  VIC_ASSIGN(StopInfo stop, machine->run());
+  if (stop.reason != StopReason::TemplateReady)
+    return err("template: guest stopped before the agent was ready: {}: {}", stop_reason_name(stop.reason),
+               stop.detail);
+  return capture(kvm, std::move(machine));
+}
+
+Result<std::shared_ptr<const Template>> Template::capture(const Kvm& kvm, std::unique_ptr<Machine> machine) {
+  if (!machine) return err("template: no machine");
+  if (machine->memory().backing() != Backing::SharedMemfd)
+    return err("template: the machine's memory must be a shared memfd (it is {})",
+               backing_name(machine->memory().backing()));
+  if (machine->vcpu_count() != 1) return err("template: {} vCPUs; templates have exactly one", machine->vcpu_count());
+
   auto t = std::make_shared<Template>();
-  UniqueFd memfd;
-  {
-    MachineConfig cfg;
-    cfg.mem_size = spec.mem_size;
-    cfg.backing = Backing::SharedMemfd;
-    cfg.console_fd = spec.console_fd;
-    cfg.timeout = spec.timeout;
-    VIC_ASSIGN(auto machine, Machine::create(kvm, cfg));
+  Vcpu& vcpu = machine->vcpu(0);
+  // The doorbell store is still in flight inside KVM; finish it so the
+  // saved RIP is past it and no clone repeats it.
+  VIC_TRY(complete_pending_io(vcpu));
+  VIC_ASSIGN(auto msr_indices, saved_msr_indices(kvm));
+  VIC_ASSIGN(t->state_.vcpu, save_vcpu(vcpu, msr_indices));
+  VIC_ASSIGN(t->state_.vm, save_vm(machine->vm()));
+  t->state_.serial = machine->serial().save();
+  t->state_.cpuid = boot::patch_cpuid(machine->supported_cpuid(), 0, 1);
+  t->state_.host = machine->quirks().kind();
+  t->state_.mem_size = machine->memory().size();
 
-    LinuxBootSpec boot;
-    boot.kernel = spec.kernel;
-    boot.initrd = spec.initrd;
-    boot.extra_cmdline = spec.extra_cmdline;
-    boot.agent.flags = VIC_MB_TEMPLATE | VIC_MB_QUIET;
-    boot.agent.argv = {"/bin/true"};  // replaced by each clone's personality
-    VIC_TRY(boot_linux(*machine, boot));
-
-    VIC_ASSIGN(StopInfo stop, machine->run());
-    if (stop.reason != StopReason::TemplateReady)
-      return err("template: guest stopped before the agent was ready: {}: {}", stop_reason_name(stop.reason),
-                 stop.detail);
-
-    Vcpu& vcpu = machine->vcpu(0);
-    // The doorbell store is still in flight inside KVM; finish it so the
-    // saved RIP is past it and no clone repeats it.
-    VIC_TRY(complete_pending_io(vcpu));
-    VIC_ASSIGN(auto msr_indices, saved_msr_indices(kvm));
-    VIC_ASSIGN(t->state_.vcpu, save_vcpu(vcpu, msr_indices));
-    VIC_ASSIGN(t->state_.vm, save_vm(machine->vm()));
-    t->state_.serial = machine->serial().save();
-    t->state_.cpuid = boot::patch_cpuid(machine->supported_cpuid(), 0, 1);
-    t->state_.host = machine->quirks().kind();
-    t->state_.mem_size = spec.mem_size;
-
-    memfd = UniqueFd(fcntl(machine->memory().memfd(), F_DUPFD_CLOEXEC, 0));
-    if (!memfd) return sys_err("template: duplicating the memory fd");
-  }  // the machine and its shared writable mapping are gone: sealing is now possible
+  UniqueFd memfd(fcntl(machine->memory().memfd(), F_DUPFD_CLOEXEC, 0));
+  if (!memfd) return sys_err("template: duplicating the memory fd");
+  machine.reset();  // its shared writable mapping must go before sealing
 
   if (fcntl(memfd.get(), F_ADD_SEALS, kTemplateSeals) != 0) return sys_err("template: sealing guest memory");
-  // Read-only from here on, for whoever holds this fd.
   t->memory_ = std::move(memfd);
   return std::shared_ptr<const Template>(std::move(t));
 }

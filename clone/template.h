@@ -11,6 +11,7 @@
 
 #include "clone/template_state.h"
 #include "vmm/kvm/kvm.h"
+#include "vmm/machine.h"
 #include "vmm/result.h"
 #include "vmm/unique_fd.h"
 
@@ -29,6 +30,10 @@ class Template {
  public:
   // Boots the guest with the agent in template mode and captures it.
   static Result<std::shared_ptr<const Template>> boot(const Kvm& kvm, const TemplateSpec& spec);
+  // Captures any machine stopped at its agent's VIC_EV_TEMPLATE doorbell
+  // (Linux or a tiny test guest). The machine must use Backing::SharedMemfd
+  // and is consumed: its memory becomes the template's, sealed.
+  static Result<std::shared_ptr<const Template>> capture(const Kvm& kvm, std::unique_ptr<Machine> machine);
   // From a snapshot directory written by save() (clone/snapshot.h).
   static Result<std::shared_ptr<const Template>> load(const std::string& dir, HostKind host,
                                                       bool verify_memory = true);

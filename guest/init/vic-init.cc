@@ -155,6 +155,14 @@ void mount_fs(const char* src, const char* dir, const char* type, unsigned long 
 void await_personality(const void* page) {
   auto* live = static_cast<const volatile vic_mailbox*>(page);
   const uint64_t parked = live->generation;
+  // Clones restore the template's kvm-clock (KVM_SET_CLOCK) but not always
+  // its TSC (on nested PVM hosts user-mode rdtsc cannot be offset): with a
+  // TSC clocksource a clone's time would jump by the template's age and the
+  // kernel would spend emulated time catching up. Boot ran on the cheaper
+  // TSC; from here on, follow kvm-clock.
+  int cs = open("/sys/devices/system/clocksource/clocksource0/current_clocksource", O_WRONLY | O_CLOEXEC);
+  if (cs < 0 || write(cs, "kvm-clock\n", 10) != 10) diag("vic-init: selecting kvm-clock: %s", strerror(errno));
+  if (cs >= 0) close(cs);
   bell.ring(VIC_EV_TEMPLATE, 0);  // the VMM captures the VM at this store
   // Clones resume here with a newer generation already written, so this
   // loop only spins if a VMM resumes the template itself.
@@ -183,7 +191,12 @@ void await_personality(const void* page) {
 
 }  // namespace
 
-int main() {
+int chanbench_main(int argc, char** argv);  // chanbench.cc
+
+int main(int main_argc, char** main_argv) {
+  const char* self = main_argc > 0 ? strrchr(main_argv[0], '/') : nullptr;
+  if (self && strcmp(self + 1, "vic-chanbench") == 0) return chanbench_main(main_argc, main_argv);
+
   // The kernel opened /dev/console from the initramfs as fds 0-2. Keep our
   // own handle for tcdrain(); if the kernel could not open it, provide 0-2.
   int console = open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC);

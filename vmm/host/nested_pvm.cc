@@ -45,10 +45,6 @@ std::vector<std::string> HostQuirks::kernel_cmdline_words() const {
       kClearCpuid,
       "noxsave",
       "nopcid",
-      // The guest TSC cannot be offset here (user-mode rdtsc runs natively),
-      // so a restored clone would see TSC time jump by the template's age and
-      // spend emulated time catching up. kvm-clock follows KVM_SET_CLOCK.
-      "clocksource=kvm-clock",
       // Calibration loops run emulated: trust the TSC and a fixed loops-per-jiffy.
       "tsc=reliable",
       "no_timer_check",
