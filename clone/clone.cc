@@ -20,6 +20,7 @@ Result<std::unique_ptr<Clone>> Clone::create(const Kvm& kvm, std::shared_ptr<con
   c->tmpl_ = std::move(tmpl);
   c->id_ = next_clone_id.fetch_add(1);
   c->dirty_tracking_ = opts.dirty_tracking;
+  c->restore_ahead_ = opts.restore_ahead;
 
   MachineConfig cfg;
   cfg.mem_size = c->tmpl_->mem_size();
@@ -36,15 +37,26 @@ Result<std::unique_ptr<Clone>> Clone::create(const Kvm& kvm, std::shared_ptr<con
   VIC_TRY(c->machine_->vcpu(0).set_cpuid(c->tmpl_->state().cpuid));
   for (const auto& r : c->machine_->memory().regions())
     c->dirty_.emplace_back((r.size / kPage + 63) / 64, 0);
+  if (c->restore_ahead_) VIC_TRY(c->restore_template_state());
   return c;
 }
 
-Result<> Clone::start(const AgentRequest& personality, uint64_t requested_ns) {
-  requested_ns_ = requested_ns ? requested_ns : monotonic_ns();
+Result<> Clone::restore_template_state() {
   const TemplateState& s = tmpl_->state();
   VIC_TRY(restore_vm(machine_->vm(), s.vm));
   VIC_TRY(restore_vcpu(machine_->vcpu(0), s.vcpu));
   machine_->serial().restore(s.serial);
+  restored_ = true;
+  return {};
+}
+
+Result<> Clone::start(const AgentRequest& personality, uint64_t requested_ns) {
+  requested_ns_ = requested_ns ? requested_ns : monotonic_ns();
+  if (!restored_) VIC_TRY(restore_template_state());
+  restored_ = false;
+  // Time passed since the state was loaded (or since capture): keep the
+  // guest's next timer tick where the template expected it.
+  VIC_TRY(rebase_tsc_deadline(machine_->vcpu(0), tmpl_->state().vcpu));
 
   AgentRequest req = personality;
   if (req.clone_id) id_ = req.clone_id;  // the caller's numbering wins
@@ -116,6 +128,7 @@ Result<> Clone::reset() {
     std::fill(dirty_[i].begin(), dirty_[i].end(), 0);
   }
   machine_->clear_stop();
+  if (restore_ahead_) VIC_TRY(restore_template_state());
   return {};
 }
 

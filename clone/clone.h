@@ -22,6 +22,9 @@ struct CloneOptions {
   std::function<void(uint32_t clone_id, const std::string& line)> on_console_line;
   bool dirty_tracking = true;
   std::chrono::milliseconds timeout{0};
+  // Restore the template state when the shell is built, so that start()
+  // only writes the personality (what ClonePool's shells do).
+  bool restore_ahead = true;
 };
 
 struct CloneTimes {  // CLOCK_MONOTONIC ns; 0 until it happens
@@ -36,11 +39,13 @@ class Clone {
   static Result<std::unique_ptr<Clone>> create(const Kvm& kvm, std::shared_ptr<const Template> tmpl,
                                                const CloneOptions& opts = {});
 
-  // Restores the template state and writes the personality. `requested_ns`
+  // Restores the template state (unless the shell already did) and writes
+  // the personality. `requested_ns`
   // lets a caller that waited for a pooled shell count from its request.
   Result<> start(const AgentRequest& personality, uint64_t requested_ns = 0);
   Result<StopInfo> run();
-  // Back to the template state, discarding the pages this clone wrote.
+  // Back to the template state, discarding the pages this clone wrote; the
+  // clone can then start() again.
   Result<> reset();
 
   // Pages written since start (guest writes from the dirty log, plus the
@@ -57,6 +62,7 @@ class Clone {
 
  private:
   Result<> harvest_dirty_log();
+  Result<> restore_template_state();
 
   std::shared_ptr<const Template> tmpl_;
   std::unique_ptr<Machine> machine_;
@@ -65,6 +71,8 @@ class Clone {
   // One bit per guest page per region, accumulated across harvests.
   std::vector<std::vector<uint64_t>> dirty_;
   bool dirty_tracking_ = true;
+  bool restore_ahead_ = true;
+  bool restored_ = false;  // template state is loaded and not yet run
 };
 
 }  // namespace vicvmm

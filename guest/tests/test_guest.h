@@ -76,4 +76,52 @@
 #define TG_CR4_SMAP (1 << 21)
 #define TG_CPUID7_EBX_SMAP (1 << 20)
 
+/* clone_template guest (guest/tests/clone_template.S, tests/kvm/test_clone.cc).
+ * Mirrors of the mailbox ABI (vicvmm_abi.h; tests/kvm static_asserts them). */
+#define TG_EV_READY 1
+#define TG_EV_TEMPLATE 4
+#define TG_MAILBOX_GPA 0x9d000
+#define TG_MAILBOX_MAGIC 0x5849424c49414d56
+#define TG_MB_MAGIC 0         /* u64 */
+#define TG_MB_CLONE_ID 28     /* u32 */
+#define TG_MB_SEED 32         /* 4 x u64 */
+#define TG_MB_GENERATION 72   /* u64 */
+
+/* Pages (all in 2 MiB guest pages the template already wrote, so that the
+ * page-table A/D bits are set before capture and a clone's dirty set is only
+ * what it stores; see clone_template.S). */
+#define TC_PATTERN0_GPA 0x400000  /* filled before the template point, kept */
+#define TC_PATTERN1_GPA 0x401000  /* filled before, stamped after (COW of a written page) */
+#define TC_READONLY_GPA 0x402000  /* host-filled, only read before, stamped after */
+#define TC_PATTERN2_GPA 0x1f00000 /* filled before, kept */
+#define TC_FRESH_GPA 0x1f80000    /* untouched (zero) before, stamped after */
+#define TC_PATTERN_XOR 0x5ca1ab1e0ddba115 /* pattern qword at address a: a ^ TC_PATTERN_XOR */
+#define TC_READONLY_MAGIC 0x0dd0beef0dd0beef /* the host puts it in the first qword */
+#define TC_WRITE_TAG 0x7a6b5c4d3e2f1a0b  /* stamp +16: TC_WRITE_TAG ^ page address */
+
+/* Stamp written after resume into each stamped page (byte offsets). */
+#define TC_S_CLONE_ID 0x000   /* u64: clone_id */
+#define TC_S_SEED0 0x008      /* u64: seed[0] */
+#define TC_S_TAG 0x010        /* u64: TC_WRITE_TAG ^ page address */
+#define TC_S_NOT_ID 0xff8     /* u64: ~clone_id */
+
+/* Callee-saved registers set before the template point, checked after. */
+#define TC_RBX 0x1111222233334444
+#define TC_RBP 0x0123456789abcdef
+#define TC_R12 0x1212121212121212
+#define TC_R13 0x1313131313131313
+#define TC_R14 0x1414141414141414
+#define TC_R15 0x1515151515151515
+
+#define TC_R_RESUME_RIP 0x20  /* results page: address the clones resume at */
+
+/* Exit status: TC_STATUS_BASE + clone_id % TC_STATUS_MOD on success, else a failure code. */
+#define TC_STATUS_BASE 100
+#define TC_STATUS_MOD 50
+#define TC_FAIL_REGS 1
+#define TC_FAIL_PATTERN 2
+#define TC_FAIL_MAILBOX 3
+#define TC_FAIL_READONLY 4
+#define TC_FAIL_READONLY_BEFORE 5 /* before the template point: the host did not fill it */
+
 #endif

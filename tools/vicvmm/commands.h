@@ -49,4 +49,14 @@ struct ForkOptions {
 };
 int cmd_fork(const ForkOptions& o);
 
+struct BenchOptions {
+  bool quick = false;         // the short suite (< 2 min on the dev machines)
+  std::string json, svg;      // output files; empty: none
+  std::string template_name;  // load this template instead of booting the default guest
+  std::string command_line;   // the invocation, for the reports
+  // Hidden: run as the suite's "restore from file in a new process" child.
+  std::string restore_child, until;
+};
+int cmd_bench(const BenchOptions& o);
+
 }  // namespace vicvmm::cli

@@ -71,6 +71,15 @@ int main(int argc, char** argv) {
   fork_cmd->add_option("--timeout", fork.timeout_s, "Per-clone timeout in seconds")->capture_default_str();
   fork_cmd->add_option("command", fork.command, "Command and arguments (after --)")->required();
 
+  BenchOptions bench;
+  std::vector<std::string> bench_child;
+  auto* bench_cmd = app.add_subcommand("bench", "Run the benchmark suite: clone latency, throughput, density, reset");
+  bench_cmd->add_flag("--quick", bench.quick, "Short run (fewer samples, one cold boot)");
+  bench_cmd->add_option("--json", bench.json, "Write Google Benchmark JSON to FILE");
+  bench_cmd->add_option("--svg", bench.svg, "Write an SVG of the latency CDFs and the density curve to FILE");
+  bench_cmd->add_option("--template", bench.template_name, "Use saved template NAME instead of booting the default guest");
+  bench_cmd->add_option("--restore-child", bench_child, "(internal) DIR UNTIL")->expected(2)->group("");
+
   auto* version_cmd = app.add_subcommand("version", "Print the vicvmm version");
 
   try {
@@ -96,6 +105,14 @@ int main(int argc, char** argv) {
       return kExitVmmError;
     }
     return cmd_fork(fork);
+  }
+  if (*bench_cmd) {
+    if (bench_child.size() == 2) {
+      bench.restore_child = bench_child[0];
+      bench.until = bench_child[1];
+    }
+    for (int i = 0; i < argc; ++i) bench.command_line += (i ? " " : "") + std::string(argv[i]);
+    return cmd_bench(bench);
   }
   if (*version_cmd) {
     fmt::print("vicvmm {}\n", VICVMM_VERSION);

@@ -47,6 +47,30 @@ Result<> restore_vcpu(Vcpu& v, const VcpuState& s) {
 }
 
 namespace {
+constexpr uint32_t kMsrTsc = 0x10, kMsrTscDeadline = 0x6e0;
+
+const kvm_msr_entry* find_msr(const std::vector<kvm_msr_entry>& msrs, uint32_t index) {
+  for (const auto& m : msrs)
+    if (m.index == index) return &m;
+  return nullptr;
+}
+}  // namespace
+
+Result<> rebase_tsc_deadline(Vcpu& vcpu, const VcpuState& s) {
+  const kvm_msr_entry* tsc = find_msr(s.msrs, kMsrTsc);
+  const kvm_msr_entry* deadline = find_msr(s.msrs, kMsrTscDeadline);
+  if (!tsc || !deadline || deadline->data == 0) return {};
+  VIC_ASSIGN(auto now, vcpu.get_msrs({kMsrTsc}));
+  if (now.empty()) return {};
+  // Already-expired deadlines stay expired (due now), as they were.
+  uint64_t left = deadline->data > tsc->data ? deadline->data - tsc->data : 0;
+  kvm_msr_entry e{};
+  e.index = kMsrTscDeadline;
+  e.data = now[0].data + left;
+  return vcpu.set_msrs({e});
+}
+
+namespace {
 Result<kvm_irqchip> get_chip(int vm_fd, uint32_t id) {
   kvm_irqchip c{};
   c.chip_id = id;

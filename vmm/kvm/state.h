@@ -43,6 +43,13 @@ Result<VcpuState> save_vcpu(const Vcpu& vcpu, const std::vector<uint32_t>& msr_i
 // (TSC deadline), events last.
 Result<> restore_vcpu(Vcpu& vcpu, const VcpuState& s);
 
+// Moves the LAPIC TSC deadline so that the time left until it equals what
+// was left when `s` was captured, measured on the vCPU's current TSC. Without
+// it a clone whose TSC did not follow the saved value (nested PVM hosts, or
+// a shell restored ahead of time) takes a timer interrupt on its first
+// instruction. No-op when the saved deadline was disarmed.
+Result<> rebase_tsc_deadline(Vcpu& vcpu, const VcpuState& s);
+
 Result<VmState> save_vm(const Vm& vm);
 Result<> restore_vm(Vm& vm, const VmState& s);
 

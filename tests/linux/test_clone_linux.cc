@@ -1,0 +1,383 @@
+// The clone engine on the default Linux guest: one template booted through
+// the library (shared by the library tests), clones with their own hostname
+// and RNG seed, reset and rerun, dirty-page accounting; then the whole
+// template / fork / snapshot workflow through the vicvmm binary.
+//
+// A Linux template boot takes ~10-60 s on the nested PVM hosts (HOST.md):
+// this file boots exactly two (one here, one through `vicvmm template create`).
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "clone/clone.h"
+#include "clone/template.h"
+#include "tests/subprocess.h"
+#include "tools/vicvmm/options.h"
+#include "vmm/mapped_file.h"
+
+using namespace vicvmm;
+using namespace vicvmm::test;
+
+namespace {
+
+constexpr uint64_t kTemplateMem = 128ull << 20;
+constexpr auto kCloneTimeout = std::chrono::seconds(120);
+constexpr uint64_t kPage = 4096;
+
+// The one library-booted Linux template, booted on first use.
+struct LinuxTemplate {
+  std::optional<Kvm> kvm;
+  std::shared_ptr<const Template> tmpl;
+  std::string error;  // why there is no template
+  double boot_s = 0;
+};
+
+std::string tail_of_file(const std::string& path, size_t max = 3000) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string s = ss.str();
+  return s.size() > max ? s.substr(s.size() - max) : s;
+}
+
+LinuxTemplate boot_linux_template() {
+  LinuxTemplate t;
+  auto kvm = Kvm::open();
+  if (!kvm) {
+    t.error = kvm.error().message;
+    return t;
+  }
+  t.kvm.emplace(std::move(*kvm));
+  auto kernel = MappedFile::open(cli::default_kernel(), "kernel");
+  auto initrd = MappedFile::open(cli::default_initrd(), "initrd");
+  if (!kernel || !initrd) {
+    t.error = (kernel ? initrd.error() : kernel.error()).message + " (build the default guest: tools/guest)";
+    return t;
+  }
+  // The boot log goes to a file, shown if the boot fails.
+  const std::string log = "/tmp/vicvmm-clone-linux-boot-" + std::to_string(getpid()) + ".log";
+  UniqueFd console(open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  TemplateSpec spec;
+  spec.kernel = kernel->bytes();
+  spec.initrd = initrd->bytes();
+  spec.mem_size = kTemplateMem;
+  spec.console_fd = console.get();
+  spec.timeout = std::chrono::minutes(5);
+  auto t0 = std::chrono::steady_clock::now();
+  auto tmpl = Template::boot(*t.kvm, spec);
+  t.boot_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!tmpl) {
+    t.error = tmpl.error().message + "\nboot log tail:\n" + tail_of_file(log);
+  } else {
+    t.tmpl = std::move(*tmpl);
+    std::printf("[linux-clone] template booted and captured in %.1f s\n", t.boot_s);
+  }
+  unlink(log.c_str());
+  return t;
+}
+
+const LinuxTemplate& linux_template() {
+  static const LinuxTemplate t = boot_linux_template();
+  return t;
+}
+
+#define REQUIRE_TEMPLATE()                   \
+  const LinuxTemplate& lt = linux_template(); \
+  INFO(lt.error);                            \
+  REQUIRE(lt.tmpl != nullptr)
+
+#define REQUIRE_OK(expr)                                           \
+  do {                                                             \
+    auto&& vic_ok_r_ = (expr);                                     \
+    INFO((vic_ok_r_ ? std::string() : vic_ok_r_.error().message)); \
+    REQUIRE(vic_ok_r_.has_value());                                \
+  } while (0)
+
+// The guest's console is a tty with ONLCR: its lines end in "\r\n", and the
+// VMM's line callback keeps the '\r'.
+std::string strip_cr(std::string s) {
+  if (!s.empty() && s.back() == '\r') s.pop_back();
+  return s;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> v;
+  std::istringstream in(text);
+  for (std::string l; std::getline(in, l);) v.push_back(strip_cr(l));
+  return v;
+}
+
+bool has_line(const std::vector<std::string>& lines, const std::string& l) {
+  return std::find(lines.begin(), lines.end(), l) != lines.end();
+}
+
+// Console lines of every clone, by clone id.
+struct Consoles {
+  std::mutex mu;
+  std::map<uint32_t, std::vector<std::string>> lines;
+
+  std::vector<std::string> of(uint32_t id) {
+    std::lock_guard lock(mu);
+    return lines[id];
+  }
+  void clear(uint32_t id) {
+    std::lock_guard lock(mu);
+    lines.erase(id);
+  }
+};
+
+CloneOptions options_for(Consoles& consoles) {
+  CloneOptions o;
+  o.timeout = kCloneTimeout;
+  o.on_console_line = [&consoles](uint32_t id, const std::string& line) {
+    std::lock_guard lock(consoles.mu);
+    consoles.lines[id].push_back(strip_cr(line));
+  };
+  return o;
+}
+
+// Prints the hostname, then 128 random bits from the guest kernel's RNG as a
+// uuid: /proc/sys/kernel/random/uuid, or (our guest kernel has no
+// CONFIG_PROC_SYSCTL, so no /proc/sys) 16 bytes of /dev/urandom in hex.
+const std::vector<std::string> kHostnameUuid = {
+    "/bin/sh", "-c",
+    "hostname; cat /proc/sys/kernel/random/uuid 2>/dev/null || od -An -N16 -tx1 /dev/urandom | tr -d ' '; "
+    "exit 7"};
+
+AgentRequest request(uint32_t id, const std::string& hostname, const std::vector<std::string>& argv) {
+  AgentRequest r;
+  r.argv = argv;
+  r.env = cli::default_env({});
+  r.hostname = hostname;
+  r.clone_id = id;
+  // Fresh randomness, as `vicvmm fork` does; distinct per clone in any case.
+  if (getrandom(r.seed.data(), sizeof r.seed, 0) != static_cast<ssize_t>(sizeof r.seed)) r.seed = {id, ~uint64_t{id}, 1, 2};
+  r.seed[3] ^= id;
+  return r;
+}
+
+bool looks_like_uuid(const std::string& s) {
+  if (s.size() == 32)  // the /dev/urandom form
+    return std::all_of(s.begin(), s.end(), [](char ch) { return std::isxdigit(static_cast<unsigned char>(ch)); });
+  if (s.size() != 36) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? s[i] != '-' : !std::isxdigit(static_cast<unsigned char>(s[i]))) return false;
+  }
+  return true;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& l : v) s += l + "\n";
+  return s;
+}
+
+double ms(uint64_t from, uint64_t to) { return from && to >= from ? static_cast<double>(to - from) / 1e6 : -1; }
+
+void print_times(const char* what, const Clone& c) {
+  CloneTimes t = c.times();
+  std::printf("[linux-clone] %s: start->first KVM_RUN %.3f ms, ->personality read %.3f ms, ->exit %.1f ms\n", what,
+              ms(t.requested, t.first_run), ms(t.requested, t.personality), ms(t.requested, t.stopped));
+}
+
+std::string pages_str(const std::vector<uint64_t>& pages) {
+  std::string s;
+  for (uint64_t p : pages) s += fmt::format("{:#x} ", p * kPage);
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("linux clones: each has its own hostname, exit status and reseeded RNG", "[linux][clone]") {
+  REQUIRE_TEMPLATE();
+  Consoles consoles;
+  std::vector<std::string> uuids;
+  for (uint32_t id = 1; id <= 3; ++id) {
+    CAPTURE(id);
+    auto c = Clone::create(*lt.kvm, lt.tmpl, options_for(consoles));
+    REQUIRE_OK(c);
+    const std::string hostname = "linux-clone-" + std::to_string(id);
+    REQUIRE_OK((*c)->start(request(id, hostname, kHostnameUuid)));
+    auto stop = (*c)->run();
+    REQUIRE_OK(stop);
+    auto out = consoles.of(id);
+    CAPTURE(stop->reason, stop->detail, join(out));
+    CHECK(stop->reason == StopReason::CommandExited);
+    CHECK(stop->exit_status == 7);
+    REQUIRE(out.size() >= 2);
+    CHECK(has_line(out, hostname));
+    auto uuid = std::find_if(out.begin(), out.end(), looks_like_uuid);
+    REQUIRE(uuid != out.end());
+    uuids.push_back(*uuid);
+    print_times(hostname.c_str(), **c);
+  }
+  CAPTURE(uuids);
+  CHECK(std::set<std::string>(uuids.begin(), uuids.end()).size() == 3);
+}
+
+TEST_CASE("linux clones: reset and run again; dirty pages and private memory", "[linux][clone]") {
+  REQUIRE_TEMPLATE();
+  Consoles consoles;
+  auto created = Clone::create(*lt.kvm, lt.tmpl, options_for(consoles));
+  REQUIRE_OK(created);
+  Clone& c = **created;
+
+  REQUIRE_OK(c.start(request(11, "first-life", kHostnameUuid)));
+  auto at_start = c.dirty_page_list();
+  REQUIRE_OK(at_start);
+  auto stop = c.run();
+  REQUIRE_OK(stop);
+  {
+    auto out = consoles.of(11);
+    CAPTURE(stop->detail, join(out));
+    CHECK(stop->reason == StopReason::CommandExited);
+    CHECK(stop->exit_status == 7);
+    CHECK(has_line(out, "first-life"));
+  }
+  print_times("first life", c);
+  auto dirty = c.dirty_pages();
+  REQUIRE_OK(dirty);
+  auto priv = c.private_bytes();
+  REQUIRE_OK(priv);
+  std::printf("[linux-clone] dirty pages: %zu at start (%s), %lu after running a shell command (%lu KiB private)\n",
+              at_start->size(), pages_str(*at_start).c_str(), static_cast<unsigned long>(*dirty),
+              static_cast<unsigned long>(*priv / 1024));
+  CHECK(*dirty > 1);  // more than the mailbox: the guest ran a process
+  CHECK(*priv == *dirty * kPage);
+
+  auto t0 = std::chrono::steady_clock::now();
+  REQUIRE_OK(c.reset());
+  double reset_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[linux-clone] reset of %lu dirty pages: %.0f us\n", static_cast<unsigned long>(*dirty), reset_us);
+
+  // A new life: only the mailbox is private before it runs.
+  REQUIRE_OK(c.start(request(12, "second-life", kHostnameUuid)));
+  auto restarted = c.dirty_page_list();
+  REQUIRE_OK(restarted);
+  CAPTURE(pages_str(*restarted));
+  CHECK(*restarted == std::vector<uint64_t>{VIC_MAILBOX_GPA / kPage});
+  auto priv2 = c.private_bytes();
+  REQUIRE_OK(priv2);
+  CHECK(*priv2 == 4096);
+
+  auto stop2 = c.run();
+  REQUIRE_OK(stop2);
+  auto out = consoles.of(12);
+  CAPTURE(stop2->detail, join(out));
+  CHECK(stop2->reason == StopReason::CommandExited);
+  CHECK(stop2->exit_status == 7);
+  CHECK(has_line(out, "second-life"));
+  CHECK(!has_line(out, "first-life"));
+  print_times("after reset", c);
+}
+
+// The user's workflow through the binary, with its own template under a
+// temporary XDG_STATE_HOME.
+TEST_CASE("vicvmm template create / ls / fork / snapshot / rm", "[linux][clone][cli]") {
+  struct TempDir {
+    std::string path;
+    TempDir() {
+      char tmpl[] = "/tmp/vicvmm-clone-cli-XXXXXX";
+      REQUIRE(mkdtemp(tmpl) != nullptr);
+      path = tmpl;
+    }
+    ~TempDir() {
+      std::error_code ec;
+      std::filesystem::remove_all(path, ec);
+    }
+  } tmp;
+  const std::vector<std::string> env = {"XDG_STATE_HOME=" + tmp.path + "/state"};
+  const std::string bin = vicvmm_bin();
+  const std::string name = "clonetest";
+  auto vicvmm = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), bin);
+    return run_process(args, env);
+  };
+
+  auto t0 = std::chrono::steady_clock::now();
+  Outcome created = vicvmm({"template", "create", name});
+  std::printf("[linux-clone] vicvmm template create: %.1f s\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  {
+    CAPTURE(created.out, created.err);
+    REQUIRE(created.status == 0);
+    CHECK(std::filesystem::is_directory(tmp.path + "/state/vicvmm/templates/" + name));
+  }
+
+  Outcome ls = vicvmm({"template", "ls"});
+  {
+    CAPTURE(ls.out, ls.err);
+    CHECK(ls.status == 0);
+    CHECK(ls.out.find(name) != std::string::npos);
+  }
+
+  Outcome fork = vicvmm({"fork", name, "-n", "3", "--", "/bin/echo", "hi"});
+  {
+    CAPTURE(fork.out, fork.err);
+    CHECK(fork.status == 0);
+    const auto lines = lines_of(fork.out);
+    for (const char* line : {"[1] hi", "[2] hi", "[3] hi"}) {
+      CAPTURE(line);
+      CHECK(has_line(lines, line));
+    }
+    CHECK(fork.err.find("3 clones in") != std::string::npos);
+    CHECK(fork.err.find("0 failed") != std::string::npos);
+    CHECK(fork.err.find("latency (us)") != std::string::npos);
+    CHECK(fork.err.find("clone -> command exit") != std::string::npos);
+    std::printf("[linux-clone] vicvmm fork -n 3 summary:%s", fork.err.c_str());
+  }
+
+  const std::string snap = tmp.path + "/snap";
+  Outcome snapshot = vicvmm({"snapshot", name, snap});
+  {
+    CAPTURE(snapshot.out, snapshot.err);
+    CHECK(snapshot.status == 0);
+    CHECK(std::filesystem::is_regular_file(snap + "/state.bin"));
+    CHECK(std::filesystem::is_regular_file(snap + "/memory.bin"));
+  }
+  Outcome from = vicvmm({"fork", "--from", snap, "-n", "1", "--", "/bin/true"});
+  {
+    CAPTURE(from.out, from.err);
+    CHECK(from.status == 0);
+  }
+
+  Outcome rm = vicvmm({"template", "rm", name});
+  {
+    CAPTURE(rm.out, rm.err);
+    CHECK(rm.status == 0);
+    CHECK(!std::filesystem::exists(tmp.path + "/state/vicvmm/templates/" + name));
+    Outcome ls2 = vicvmm({"template", "ls"});
+    CHECK(ls2.status == 0);
+    CHECK(ls2.out.find(name) == std::string::npos);
+  }
+
+  Outcome missing = vicvmm({"fork", name, "-n", "1", "--", "/bin/true"});
+  {
+    CAPTURE(missing.out, missing.err);
+    CHECK(missing.status == 125);
+    CHECK(missing.err.find("does not exist") != std::string::npos);
+    CHECK(std::count(missing.err.begin(), missing.err.end(), '\n') == 1);  // one line
+    CHECK(missing.out.empty());
+  }
+  // The snapshot directory is independent of the removed template.
+  Outcome from_again = vicvmm({"fork", "--from", snap, "-n", "1", "--", "/bin/sh", "-c", "exit 3"});
+  {
+    CAPTURE(from_again.out, from_again.err);
+    CHECK(from_again.status != 0);  // a clone's failure fails the fork
+    CHECK(from_again.err.find("1 failed") != std::string::npos);
+  }
+}
