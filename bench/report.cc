@@ -24,17 +24,30 @@ void print_summary(const SuiteResults& r, std::FILE* out) {
   const auto& m = r.machine;
   fmt::print(out, "\nvicvmm bench ({}): {} x {} ({} host, {}), {} RAM; load {:.2f} -> {:.2f}; {:.0f} s\n", r.mode,
              m.nproc, m.cpu_model, m.host_kind, m.kernel, m.mem_total, m.load_start, m.load_end, r.wall_s);
-  fmt::print(out, "\n{:<66} {:>5} {:>9} {:>9} {:>9} {:>9}\n", "latency", "n", "p50", "p90", "p99", "max");
+  fmt::print(out, "\n{:<72} {:>5} {:>9} {:>9} {:>9} {:>9}\n", "latency", "n", "p50", "p90", "p99", "max");
   for (const auto& d : r.dists) {
-    if (d.us.empty()) continue;
+    if (d.us.empty() || d.detail) continue;
     Percentiles p = d.p();
-    fmt::print(out, "  {:<64} {:>5} {:>9} {:>9} {:>9} {:>9}\n", d.label, p.count, format_us(p.p50),
+    fmt::print(out, "  {:<70} {:>5} {:>9} {:>9} {:>9} {:>9}\n", d.label, p.count, format_us(p.p50),
                format_us(p.p90), format_us(p.p99), format_us(p.max));
   }
-  fmt::print(out, "\n{:<66} {:>16}\n", "throughput, memory, reset fit", "value");
+  auto p50 = [&](const std::string& n) {
+    const Dist* d = r.dist(n);
+    return d && !d->us.empty() ? format_us(d->p().p50) : std::string("-");
+  };
+  fmt::print(out, "\n{:<40} {:>14} {:>14} {:>14} {:>14}\n", "clone timeline (p50 from the request)", "shell in hand",
+             "start() done", "first KVM_RUN", "READY");
+  for (const char* g : {"tiny", "linux"})
+    for (const char* pool : {"pool", "no_pool"}) {
+      std::string pre = fmt::format("clone/{}/{}", g, pool);
+      if (!r.dist(pre + "/first_instruction")) continue;
+      fmt::print(out, "  {:<38} {:>14} {:>14} {:>14} {:>14}\n", fmt::format("{}, {}", g, pool), p50(pre + "/acquired"),
+                 p50(pre + "/started"), p50(pre + "/first_instruction"), p50(pre + "/ready"));
+    }
+  fmt::print(out, "\n{:<72} {:>16}\n", "throughput, memory, reset fit", "value");
   for (const auto& s : r.scalars) {
     int prec = std::fabs(s.value) >= 100 ? 0 : std::fabs(s.value) >= 1 ? 2 : 3;
-    fmt::print(out, "  {:<64} {:>10.{}f} {}\n", s.label, s.value, prec, s.unit);
+    fmt::print(out, "  {:<70} {:>10.{}f} {}\n", s.label, s.value, prec, s.unit);
   }
   fmt::print(out, "\nratios of medians (both sides measured in this run, alternated)\n");
   for (const auto& q : r.ratios)

@@ -115,32 +115,44 @@ ReadyStopper::~ReadyStopper() {
   thread_.join();
 }
 
-void ReadyStopper::arm(Machine* m) {
-  {
-    std::lock_guard lock(mu_);
-    target_ = m;
-  }
+void ReadyStopper::prime() {
+  std::unique_lock lock(mu_);
+  primed_ = true;
   cv_.notify_all();
+  cv_.wait(lock, [&] { return polling_ || quit_; });
 }
 
 void ReadyStopper::disarm() {
-  std::lock_guard lock(mu_);
-  target_ = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    target_.store(nullptr);
+    primed_ = false;
+  }
+  cv_.notify_all();
 }
 
 void ReadyStopper::loop() {
   std::unique_lock lock(mu_);
   while (!quit_) {
-    if (!target_) {
-      cv_.wait(lock);
+    if (!primed_) {
+      polling_ = false;
+      cv_.wait(lock, [&] { return primed_ || quit_; });
       continue;
     }
-    if (target_->stats().t_agent_ready.load() != 0) {
-      target_->request_stop({StopReason::Stopped, 0, "bench: stopped after READY"});
-      target_ = nullptr;
+    if (!polling_) {
+      polling_ = true;
+      cv_.notify_all();  // prime() returns
+      // No wake-ups in the first millisecond, where the first-instruction
+      // latency is measured; READY comes later than that on Linux here.
+      cv_.wait_for(lock, std::chrono::milliseconds(1), [&] { return !primed_ || quit_; });
       continue;
     }
-    cv_.wait_for(lock, std::chrono::microseconds(100));
+    Machine* m = target_.load();
+    if (m && m->stats().t_agent_ready.load() != 0) {
+      m->request_stop({StopReason::Stopped, 0, "bench: stopped after READY"});
+      target_.store(nullptr);
+    }
+    cv_.wait_for(lock, std::chrono::microseconds(200));
   }
 }
 
@@ -161,18 +173,21 @@ AgentRequest bench_request(uint32_t clone_id, uint64_t dirty_pages) {
 Result<CloneSample> clone_once(CloneSource& src, const AgentRequest& req, Until until, ReadyStopper* stopper,
                                Graveyard& graveyard, std::unique_ptr<Clone>* keep) {
   if (until == Until::Ready && !stopper) return err("bench: clone_once(Until::Ready) needs a ReadyStopper");
+  if (until == Until::Ready) stopper->prime();
   const uint64_t t0 = now_ns();
   auto made = src.pool ? src.pool->acquire() : Clone::create(*src.kvm, src.tmpl, src.opts);
   if (!made) return tl::unexpected(made.error());
   std::unique_ptr<Clone> clone = std::move(*made);
+  const uint64_t t_acquired = now_ns();
 
   Result<StopInfo> stop = err("not started");
   auto started = clone->start(req, t0);
+  const uint64_t t_started = now_ns();
   if (started) {
     if (until == Until::Ready) stopper->arm(&clone->machine());
     stop = clone->run();
-    if (until == Until::Ready) stopper->disarm();
   }
+  if (until == Until::Ready) stopper->disarm();
   const CloneTimes t = clone->times();
   if (keep) *keep = std::move(clone);
   else graveyard.add(std::move(clone));
@@ -181,6 +196,8 @@ Result<CloneSample> clone_once(CloneSource& src, const AgentRequest& req, Until 
   if (!started) return tl::unexpected(started.error());
   if (!stop) return tl::unexpected(stop.error());
   CloneSample s;
+  s.acquired_us = us_between(t0, t_acquired);
+  s.started_us = us_between(t0, t_started);
   s.first_run_us = us_between(t0, t.first_run);
   s.ready_us = us_between(t0, t.personality);
   if (until == Until::Exit) {
@@ -234,7 +251,10 @@ int restore_child_main(const std::string& dir, const std::string& until) {
     return 2;
   }
   std::optional<ReadyStopper> stopper;
-  if (to_ready) stopper.emplace();
+  if (to_ready) {
+    stopper.emplace();
+    stopper->prime();
+  }
   auto fail = [](const std::string& m) {
     fmt::print(stderr, "vicvmm-bench restore child: {}\n", m);
     return 1;
@@ -338,6 +358,7 @@ MemStat mem_stat() {
   });
   parse("/proc/meminfo", [&](const std::string& k, uint64_t v) {
     if (k == "SUnreclaim:") m.slab_unreclaimable = v;
+    else if (k == "MemFree:") m.mem_free = v;
     else if (k == "SReclaimable:") m.slab_reclaimable = v;
     else if (k == "VmallocUsed:") m.vmalloc_used = v;
     else if (k == "KernelStack:") m.kernel_stack = v;

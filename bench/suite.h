@@ -9,6 +9,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -59,6 +60,25 @@ Result<ColdBoot> cold_boot_linux(const Kvm& kvm, const LinuxGuest& guest, bool c
 
 // ---- destroying VMs off the timed path ----------------------------------------------------
 
+// Destroys every object in `v` on up to `threads` threads. Closing a VM
+// sleeps in KVM (SRCU grace periods: ~15 ms per VM measured on this host
+// under load), so destruction is sleep-bound and parallelises well.
+template <class T>
+void destroy_parallel(std::vector<std::unique_ptr<T>>& v, unsigned threads = 16) {
+  if (v.size() < 4 || threads < 2) {
+    v.clear();
+    return;
+  }
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> ts;
+  for (size_t i = 0; i < std::min<size_t>(threads, v.size()); ++i)
+    ts.emplace_back([&] {
+      for (size_t k; (k = next.fetch_add(1)) < v.size();) v[k].reset();
+    });
+  for (auto& t : ts) t.join();
+  v.clear();
+}
+
 // A bare VM as the raw-KVM floor builds it.
 struct FloorVm {
   GuestMemory mem;
@@ -76,8 +96,8 @@ class Graveyard {
   void add(std::unique_ptr<FloorVm> f) { floors_.push_back(std::move(f)); }
   size_t size() const { return clones_.size() + floors_.size(); }
   void flush() {
-    clones_.clear();
-    floors_.clear();
+    destroy_parallel(clones_);
+    destroy_parallel(floors_);
   }
   // Flushes once `batch` VMs are waiting.
   void maybe_flush(size_t batch = 48) {
@@ -92,30 +112,38 @@ class Graveyard {
 // ---- single samples ------------------------------------------------------------------------
 
 // Stops a running machine once its agent rang READY (personality read), for
-// Linux clones whose command would otherwise take ~1 s of emulated kernel
-// work. One polling thread (every 100 us) for the whole suite; the READY
+// Linux clones whose command would otherwise take 1-2 s of emulated kernel
+// work. One polling thread (every 200 us) for the whole suite; the READY
 // timestamp itself is taken by the vCPU thread, so polling adds no error.
+//
+// Usage: prime() BEFORE the timed region (it wakes the thread and waits
+// until it polls), arm() once the machine exists (an atomic store: waking a
+// thread there would let it preempt the requester on a 2-vCPU host and
+// inflate the measured latency), disarm() after run() returned.
 class ReadyStopper {
  public:
   ReadyStopper();
   ~ReadyStopper();
   ReadyStopper(const ReadyStopper&) = delete;
   ReadyStopper& operator=(const ReadyStopper&) = delete;
-  void arm(Machine* m);
+  void prime();
+  void arm(Machine* m) { target_.store(m); }
   void disarm();
 
  private:
   void loop();
-  std::mutex mu_;
+  std::mutex mu_;  // held while the thread looks at target_, and by disarm()
   std::condition_variable cv_;
-  Machine* target_ = nullptr;
-  bool quit_ = false;
+  std::atomic<Machine*> target_{nullptr};
+  bool primed_ = false, polling_ = false, quit_ = false;
   std::thread thread_;
 };
 
 enum class Until { Ready, Exit };
 
 struct CloneSample {
+  double acquired_us = 0;   // request .. shell in hand (pool acquire or Clone::create)
+  double started_us = 0;    // request .. Clone::start returned (personality written)
   double first_run_us = 0;  // request .. just before the first KVM_RUN
   double ready_us = 0;      // request .. READY doorbell (personality read)
   double exit_us = 0;       // request .. EXIT doorbell (command exited); 0 with Until::Ready
@@ -186,6 +214,7 @@ int restore_child_main(const std::string& dir, const std::string& until);
 // (system-wide: other processes add noise). All in bytes.
 struct MemStat {
   uint64_t private_dirty = 0, rss = 0;
+  uint64_t mem_free = 0;  // MemFree, a system-wide cross-check (other processes move it too)
   uint64_t slab_unreclaimable = 0, slab_reclaimable = 0, vmalloc_used = 0, kernel_stack = 0, page_tables = 0,
            sec_page_tables = 0, percpu = 0;
   // What the suite counts as KVM's kernel memory: SUnreclaim + VmallocUsed +
@@ -215,6 +244,7 @@ struct Dist {            // a latency distribution (us)
   std::string name;      // benchmark name, e.g. "clone/tiny/pool/first_instruction"
   std::string label;     // for people
   std::vector<double> us;
+  bool detail = false;   // a breakdown part: JSON only, summarised in the table's breakdown section
   Percentiles p() const { return percentiles(us); }
 };
 

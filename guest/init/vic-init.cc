@@ -179,7 +179,10 @@ void await_personality(const void* page) {
     uint64_t buf[4];
   } entropy = {256, sizeof(uint64_t) * 4, {mb.seed[0], mb.seed[1], mb.seed[2], mb.seed[3]}};
   int rnd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
-  if (rnd < 0 || ioctl(rnd, RNDADDENTROPY, &entropy) != 0) diag("vic-init: reseeding RNG: %s", strerror(errno));
+  // Adding entropy alone leaves the running ChaCha state untouched until its
+  // next timed reseed: force one so the very next random bytes differ.
+  if (rnd < 0 || ioctl(rnd, RNDADDENTROPY, &entropy) != 0 || ioctl(rnd, RNDRESEEDCRNG) != 0)
+    diag("vic-init: reseeding RNG: %s", strerror(errno));
   if (rnd >= 0) close(rnd);
   // The template's clock stopped when it was captured.
   if (mb.wallclock_ns != 0) {
@@ -250,6 +253,14 @@ int main(int main_argc, char** main_argv) {
   mount_fs("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
   mount_fs("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
   mount_fs("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+
+  // Send the command's "\n" as is: the host side is a file, a pipe or a
+  // terminal that does its own newline translation, not a serial terminal.
+  termios tio;
+  if (console >= 0 && tcgetattr(console, &tio) == 0) {
+    tio.c_oflag &= ~static_cast<tcflag_t>(ONLCR);
+    tcsetattr(console, TCSANOW, &tio);
+  }
 
   if (flags & VIC_MB_TEMPLATE) await_personality(page);
 

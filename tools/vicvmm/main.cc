@@ -69,7 +69,7 @@ int main(int argc, char** argv) {
   fork_cmd->add_flag("--quiet", fork.quiet, "Print only the summary, not the clones' output");
   fork_cmd->add_option("--env", fork.env, "Environment variable KEY=VALUE (repeatable)");
   fork_cmd->add_option("--timeout", fork.timeout_s, "Per-clone timeout in seconds")->capture_default_str();
-  fork_cmd->add_option("command", fork.command, "Command and arguments (after --)")->required();
+  fork_cmd->add_option("command", fork.command, "Command and arguments (after --)");
 
   BenchOptions bench;
   std::vector<std::string> bench_child;
@@ -99,6 +99,10 @@ int main(int argc, char** argv) {
     if (!fork.from_dir.empty() && !fork.name.empty()) {
       fork.command.insert(fork.command.begin(), fork.name);
       fork.name.clear();
+    }
+    if (fork.command.empty()) {
+      fmt::print(stderr, "vicvmm: error: fork needs a command after -- (see --help)\n");
+      return kExitVmmError;
     }
     if (fork.name.empty() == fork.from_dir.empty()) {
       fmt::print(stderr, "vicvmm: error: fork needs a template NAME or --from DIR (one of them)\n");
