@@ -191,6 +191,27 @@ void BM_Floor(benchmark::State& st) {
   set_percentiles(st, "to_run_", run);
 }
 
+// Step-by-step no-pool clone (suite.h: kAnatomySteps); counters stepNN_p50_us.
+void BM_Anatomy(benchmark::State& st) {
+  if (!need_tiny(st)) return;
+  Env& e = env();
+  std::vector<std::vector<double>> steps(kAnatomyStepCount);
+  for (auto _ : st) {
+    auto s = BENCH_TRY(st, anatomy_once(*e.kvm, *e.tiny, e.graveyard));
+    double total = 0;
+    for (size_t i = 0; i < kAnatomyStepCount; ++i) {
+      steps[i].push_back(s[i]);
+      total += s[i];
+    }
+    st.SetIterationTime(total / 1e6);
+    e.graveyard.maybe_flush();
+  }
+  e.graveyard.flush();
+  for (size_t i = 0; i < kAnatomyStepCount; ++i)
+    st.counters[fmt::format("step{:02}_p50_us", i + 1)] = percentiles(steps[i]).p50;
+  st.SetLabel("steps: see kAnatomySteps in bench/suite.h");
+}
+
 // ---- reset ------------------------------------------------------------------------------------
 
 void BM_Reset(benchmark::State& st) {
@@ -385,6 +406,7 @@ void register_all() {
   lat(benchmark::RegisterBenchmark("clone/tiny/pool", BM_Clone, false, true), 300);
   lat(benchmark::RegisterBenchmark("clone/tiny/no_pool", BM_Clone, false, false), 300);
   lat(benchmark::RegisterBenchmark("floor/raw_kvm", BM_Floor), 300);
+  lat(benchmark::RegisterBenchmark("anatomy/no_pool_clone", BM_Anatomy), 100);
   lat(benchmark::RegisterBenchmark("reset", BM_Reset)->Arg(0)->Arg(16)->Arg(256)->Arg(4096), 40);
   lat(benchmark::RegisterBenchmark("throughput/create", BM_Create1000)->Arg(1000), 1);
   lat(benchmark::RegisterBenchmark("snapshot/write/tiny", BM_SnapshotWrite, false), 5);

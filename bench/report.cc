@@ -44,6 +44,14 @@ void print_summary(const SuiteResults& r, std::FILE* out) {
       fmt::print(out, "  {:<38} {:>14} {:>14} {:>14} {:>14}\n", fmt::format("{}, {}", g, pool), p50(pre + "/acquired"),
                  p50(pre + "/started"), p50(pre + "/first_instruction"), p50(pre + "/ready"));
     }
+  if (r.dist("anatomy/01")) {
+    fmt::print(out, "\n{:<72} {:>9} {:>9} {:>9}\n", "anatomy of a no-pool clone (tiny), step by step", "p50", "p90",
+               "p99");
+    for (int i = 1; const Dist* d = r.dist(fmt::format("anatomy/{:02}", i)); ++i) {
+      Percentiles p = d->p();
+      fmt::print(out, "  {:<70} {:>9} {:>9} {:>9}\n", d->label, format_us(p.p50), format_us(p.p90), format_us(p.p99));
+    }
+  }
   fmt::print(out, "\n{:<72} {:>16}\n", "throughput, memory, reset fit", "value");
   for (const auto& s : r.scalars) {
     int prec = std::fabs(s.value) >= 100 ? 0 : std::fabs(s.value) >= 1 ? 2 : 3;

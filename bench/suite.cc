@@ -241,6 +241,59 @@ Result<FloorSample> floor_once(const Kvm& kvm, const Template& tiny, Graveyard& 
   return FloorSample{us_between(t0, t_run), us_between(t0, t_exit)};
 }
 
+Result<std::array<double, kAnatomyStepCount>> anatomy_once(const Kvm& kvm, const Template& tiny,
+                                                           Graveyard& graveyard) {
+  std::array<double, kAnatomyStepCount> us{};
+  auto f = std::make_unique<FloorVm>();
+  size_t step = 0;
+  uint64_t t = now_ns();
+  auto lap = [&] {
+    uint64_t n = now_ns();
+    us[step++] = us_between(t, n);
+    t = now_ns();
+  };
+  const TemplateState& s = tiny.state();
+  VIC_ASSIGN(f->mem, GuestMemory::create(tiny.mem_size(), Backing::PrivateFile, tiny.memory_fd()));
+  lap();
+  VIC_ASSIGN(f->vm, Vm::create(kvm));
+  lap();
+  VIC_TRY(f->vm.set_tss_and_identity_map(0xfffbd000));
+  lap();
+  uint32_t slot = 0;
+  for (const auto& r : f->mem.regions())
+    VIC_TRY(f->vm.set_memory_region(slot++, r.gpa, r.size, r.host, KVM_MEM_LOG_DIRTY_PAGES));
+  lap();
+  VIC_TRY(f->vm.create_irqchip());
+  lap();
+  VIC_TRY(f->vm.create_pit());
+  lap();
+  VIC_ASSIGN(Vcpu v, f->vm.create_vcpu(kvm, 0));
+  f->vcpu.emplace(std::move(v));
+  lap();
+  VIC_TRY(f->vcpu->set_cpuid(s.cpuid));
+  lap();
+  VIC_TRY(restore_vm(f->vm, s.vm));
+  lap();
+  VIC_TRY(restore_vcpu(*f->vcpu, s.vcpu));
+  lap();
+  VIC_ASSIGN(vic_mailbox mb, build_mailbox([] {
+               AgentRequest r = bench_request(1, 0);
+               r.generation = 1;
+               return r;
+             }()));
+  VIC_TRY(f->mem.write_obj(BG_MAILBOX_GPA, mb));
+  lap();
+  VIC_ASSIGN(bool ran, f->vcpu->run());
+  lap();
+  const kvm_run* run = f->vcpu->run_state();
+  const uint32_t reason = run->exit_reason;
+  const uint16_t port = run->io.port;
+  graveyard.add(std::move(f));
+  if (!ran || reason != KVM_EXIT_IO || port != BG_DOORBELL_PORT)
+    return err("bench: anatomy VM's first exit was reason {} port {:#x}, not the READY doorbell", reason, port);
+  return us;
+}
+
 // ---- restore from file in a new process ----------------------------------------------------------
 
 int restore_child_main(const std::string& dir, const std::string& until) {

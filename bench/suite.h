@@ -182,6 +182,20 @@ struct FloorSample {
 // no irqchip, no PIT, no CPUID, no state restore, no devices.
 Result<FloorSample> floor_once(const Kvm& kvm, const Template& tiny, Graveyard& graveyard);
 
+// Where a no-pool clone's time goes: the steps Clone::create + start + run
+// perform, done one by one with raw KVM calls over the tiny template and
+// timed separately (us each, in order): mmap, CREATE_VM, TSS + identity map,
+// memslot (dirty log), IRQCHIP, PIT2, VCPU + mmap, SET_CPUID2, VM state
+// restore, vCPU state restore, mailbox write, KVM_RUN to the READY exit.
+inline constexpr const char* kAnatomySteps[] = {
+    "mmap template memory (MAP_PRIVATE)", "KVM_CREATE_VM", "KVM_SET_TSS_ADDR + IDENTITY_MAP_ADDR",
+    "KVM_SET_USER_MEMORY_REGION (dirty log)", "KVM_CREATE_IRQCHIP", "KVM_CREATE_PIT2 (starts a kvm-pit kthread)",
+    "KVM_CREATE_VCPU + mmap(kvm_run)", "KVM_SET_CPUID2", "restore VM state (PIC x2, IOAPIC, PIT, clock)",
+    "restore vCPU state (regs ... MSRs, events)", "write the mailbox (copy-on-write fault)",
+    "first KVM_RUN to the READY exit"};
+inline constexpr size_t kAnatomyStepCount = sizeof(kAnatomySteps) / sizeof(kAnatomySteps[0]);
+Result<std::array<double, kAnatomyStepCount>> anatomy_once(const Kvm& kvm, const Template& tiny, Graveyard& graveyard);
+
 // Reset latency for a clone that dirtied K pages (tiny guest).
 struct ResetSample {
   uint64_t dirty_pages = 0;  // pages written since start (dirty log + mailbox)

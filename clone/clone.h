@@ -48,8 +48,9 @@ class Clone {
   // clone can then start() again.
   Result<> reset();
 
-  // Pages written since start (guest writes from the dirty log, plus the
-  // mailbox the VMM wrote). Harvests the dirty log.
+  // Pages written since start: the guest's writes and KVM's own (restoring
+  // kvmclock makes KVM write its clock page) from the dirty log, plus the
+  // mailbox the VMM wrote. Harvests the dirty log.
   Result<uint64_t> dirty_pages();
   // Bytes of host memory this clone owns privately (dirty pages x 4 KiB).
   Result<uint64_t> private_bytes() { return dirty_pages().map([](uint64_t n) { return n * 4096; }); }

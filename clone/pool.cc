@@ -16,7 +16,9 @@ ClonePool::~ClonePool() {
 
 void ClonePool::worker() {
   std::unique_lock lock(mu_);
-  while (!stop_) {
+  // On stop, still destroy what was released, so the pool's owner does not
+  // pay for it on its own thread.
+  while (!stop_ || !graveyard_.empty()) {
     // Destroying first frees kernel memory before building more.
     if (!graveyard_.empty()) {
       auto victim = std::move(graveyard_.front());
@@ -26,7 +28,7 @@ void ClonePool::worker() {
       lock.lock();
       continue;
     }
-    if (ready_.size() < opts_.target && !last_error_) {
+    if (!stop_ && ready_.size() < opts_.target && !last_error_) {
       lock.unlock();
       auto shell = Clone::create(kvm_, tmpl_, opts_.clone);
       lock.lock();

@@ -31,7 +31,8 @@ class ClonePool {
   Result<std::unique_ptr<Clone>> acquire();
   // Hands a finished clone to the background thread for destruction.
   void release(std::unique_ptr<Clone> c);
-  // Blocks until `n` shells are ready (or the pool failed to build one).
+  // Blocks until min(n, target) shells are ready (or the pool failed to
+  // build one).
   Result<> wait_ready(size_t n);
 
   size_t ready() const;

@@ -44,6 +44,8 @@ Result<std::shared_ptr<const Template>> Template::capture(const Kvm& kvm, std::u
     return err("template: the machine's memory must be a shared memfd (it is {})",
                backing_name(machine->memory().backing()));
   if (machine->vcpu_count() != 1) return err("template: {} vCPUs; templates have exactly one", machine->vcpu_count());
+  if (!machine->config().irqchip)
+    return err("template: the machine has no in-kernel irqchip (clones always have one, so templates need it too)");
 
   auto t = std::make_shared<Template>();
   Vcpu& vcpu = machine->vcpu(0);

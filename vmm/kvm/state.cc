@@ -4,7 +4,15 @@
 
 namespace vicvmm {
 
-Result<std::vector<uint32_t>> saved_msr_indices(const Kvm& kvm) { return kvm.msr_index_list(); }
+Result<std::vector<uint32_t>> saved_msr_indices(const Kvm& kvm) {
+  VIC_ASSIGN(auto all, kvm.msr_index_list());
+  // Writing a wall-clock MSR makes KVM write the guest's wall_clock page:
+  // one more private page per clone, for a value the guest read at boot
+  // and never again (clones get the time from their mailbox).
+  constexpr uint32_t kMsrKvmWallClock = 0x11, kMsrKvmWallClockNew = 0x4b564d00;
+  std::erase_if(all, [](uint32_t i) { return i == kMsrKvmWallClock || i == kMsrKvmWallClockNew; });
+  return all;
+}
 
 Result<> complete_pending_io(Vcpu& vcpu) {
   kvm_run* run = vcpu.run_state();
