@@ -701,7 +701,7 @@ void Runner::conclude() {
         if (i + 1 < kAnatomyStepCount) sum += *v;  // up to the first KVM_RUN
       }
     std::sort(steps.rbegin(), steps.rend());
-    anatomy_summary = fmt::format("{:.0f} us before the first KVM_RUN; largest", sum);
+    anatomy_summary = fmt::format("{:.0f} us of steps before the first KVM_RUN; largest", sum);
     for (size_t i = 0; i < steps.size() && i < 4; ++i)
       anatomy_summary += fmt::format("{} {} {:.0f} us", i ? "," : "", steps[i].second, steps[i].first);
   }
@@ -724,9 +724,10 @@ void Runner::conclude() {
                       std::max(r_.machine.load_start, r_.machine.load_end)));
       add(fmt::format("{}: p99 <= 3x p50 with the pool", g), fmt::format("p99 {:.0f} us = {:.1f}x p50", p.p99, p.p99 / p.p50),
           p.p99 <= 3 * p.p50,
-          "scheduling on the shared 2-vCPU host: acquire() wakes the pool's refill thread, which builds the next "
-          "shell (milliseconds of KVM ioctls, some sleeping in SRCU or kthread creation) while this clone starts, "
-          "and other tenants' load (the 1-minute load average was well above the 2 vCPUs)");
+          fmt::format("scheduling on the shared {}-vCPU host: acquire() wakes the pool's refill thread, which builds "
+                      "the next shell (milliseconds of KVM ioctls, some sleeping in SRCU or kthread creation) while "
+                      "this clone starts, plus other tenants' load (1-minute load average {:.1f} -> {:.1f})",
+                      r_.machine.nproc, r_.machine.load_start, r_.machine.load_end));
     }
     if (dn && !dn->us.empty()) {
       Percentiles p = dn->p();
@@ -761,7 +762,7 @@ void Runner::conclude() {
       add("1000 clones (shells, all alive) in <= 0.5 s",
           fmt::format("{:.3f} s (1 thread {:.3f} s, {} threads {:.3f} s)", best, *a, r_.machine.nproc, *b),
           best <= 0.5,
-          fmt::format("a shell costs {:.0f} us here on one thread (anatomy before the first KVM_RUN: {}); HOST.md's "
+          fmt::format("a shell costs {:.0f} us here on one thread (anatomy: {}); HOST.md's "
                       "per-ioctl floor alone is ~400 us and the host has {} vCPUs, so even a perfect 2-thread "
                       "build would need ~0.2 s per 1000 of pure ioctl time before the waits",
                       *a * 1e6 / plan_.shells, anatomy_summary, r_.machine.nproc));
@@ -786,8 +787,11 @@ void Runner::conclude() {
           fmt::format("{:.1f} us + {:.3f} us/page (Clone::reset() alone {:.1f} us + {:.3f} us/page)", *a, *b, *a0,
                       *b0),
           *a <= 20 && *b <= 1,
-          "the intercept is dominated by restoring the template's vCPU and VM state (~15 KVM_SET_* ioctls, "
-          "~3-6 us each on this host per HOST.md; a full vCPU state set ~33-58 us)");
+          fmt::format("Clone::reset() restores the template's vCPU and VM state for the next start (restore_ahead): "
+                      "anatomy p50 {:.0f} us (vCPU) + {:.0f} us (VM), ~15 KVM_SET_* ioctls at ~3-6 us each on this "
+                      "host (HOST.md); the per-page slope is MADV_DONTNEED of the private copies plus the MMU "
+                      "notifier zapping their shadow mappings",
+                      p50("anatomy/10").value_or(0), p50("anatomy/09").value_or(0)));
     }
   }
   for (const Ratio& q : r_.ratios) {
@@ -837,9 +841,9 @@ Result<SuiteResults> Runner::run() {
   }
   gy_.flush();
   r_.dists.assign(dists_.begin(), dists_.end());
-  conclude();
   double la[1] = {0};
   if (getloadavg(la, 1) == 1) r_.machine.load_end = la[0];
+  conclude();
   r_.wall_s = (monotonic_ns() - t_start_) / 1e9;
   say("done in {:.1f} s", r_.wall_s);
   return std::move(r_);

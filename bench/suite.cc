@@ -46,6 +46,12 @@ uint64_t realtime_ns() {
 
 constexpr std::chrono::seconds kCloneTimeout{60};
 
+// Every timed sample starts after a short pause, so that work the previous
+// sample left to the host kernel (a new VM's kvm-pit kthread starting, RCU
+// and SRCU callbacks, a refilling pool) does not land in this one. Requests
+// in a real deployment do not arrive back to back on one thread either.
+void settle() { std::this_thread::sleep_for(std::chrono::milliseconds(2)); }
+
 }  // namespace
 
 std::span<const uint8_t> bench_guest_image() { return {kBenchGuest, kBenchGuestSize}; }
@@ -173,6 +179,7 @@ AgentRequest bench_request(uint32_t clone_id, uint64_t dirty_pages) {
 Result<CloneSample> clone_once(CloneSource& src, const AgentRequest& req, Until until, ReadyStopper* stopper,
                                Graveyard& graveyard, std::unique_ptr<Clone>* keep) {
   if (until == Until::Ready && !stopper) return err("bench: clone_once(Until::Ready) needs a ReadyStopper");
+  settle();
   if (until == Until::Ready) stopper->prime();
   const uint64_t t0 = now_ns();
   auto made = src.pool ? src.pool->acquire() : Clone::create(*src.kvm, src.tmpl, src.opts);
@@ -215,6 +222,7 @@ Result<CloneSample> clone_once(CloneSource& src, const AgentRequest& req, Until 
 
 Result<FloorSample> floor_once(const Kvm& kvm, const Template& tiny, Graveyard& graveyard) {
   auto f = std::make_unique<FloorVm>();
+  settle();
   const uint64_t t0 = now_ns();
   VIC_ASSIGN(f->mem, GuestMemory::create(tiny.mem_size(), Backing::PrivateFile, tiny.memory_fd()));
   VIC_ASSIGN(f->vm, Vm::create(kvm));
@@ -245,6 +253,7 @@ Result<std::array<double, kAnatomyStepCount>> anatomy_once(const Kvm& kvm, const
                                                            Graveyard& graveyard) {
   std::array<double, kAnatomyStepCount> us{};
   auto f = std::make_unique<FloorVm>();
+  settle();
   size_t step = 0;
   uint64_t t = now_ns();
   auto lap = [&] {

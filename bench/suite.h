@@ -5,7 +5,9 @@
 //
 // Conventions: latencies are microseconds on CLOCK_MONOTONIC; every
 // comparison is measured in one run with its sides alternated (A B A B ...);
-// VMs are destroyed between samples, off the timed path (Graveyard).
+// VMs are destroyed between samples, off the timed path (Graveyard); each
+// timed sample starts after a 2 ms pause (the previous sample's deferred
+// host-kernel work stays out of it).
 #pragma once
 
 #include <array>
