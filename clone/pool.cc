@@ -1,9 +1,22 @@
 #include "clone/pool.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 namespace vicvmm {
 
+namespace {
+constexpr int kReapers = 4;
+
+// Lowest CPU priority for this thread only (Linux nice values are per thread).
+void lower_own_priority() { setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19); }
+}  // namespace
+
 ClonePool::ClonePool(const Kvm& kvm, std::shared_ptr<const Template> tmpl, PoolOptions opts)
-    : kvm_(kvm), tmpl_(std::move(tmpl)), opts_(std::move(opts)), thread_([this] { worker(); }) {}
+    : kvm_(kvm), tmpl_(std::move(tmpl)), opts_(std::move(opts)) {
+  builder_ = std::thread([this] { builder(); });
+  for (int i = 0; i < kReapers; ++i) reapers_.emplace_back([this] { reaper(); });
+}
 
 ClonePool::~ClonePool() {
   {
@@ -11,24 +24,16 @@ ClonePool::~ClonePool() {
     stop_ = true;
   }
   cv_.notify_all();
-  thread_.join();
+  reap_cv_.notify_all();
+  builder_.join();
+  for (auto& r : reapers_) r.join();
 }
 
-void ClonePool::worker() {
+void ClonePool::builder() {
+  lower_own_priority();
   std::unique_lock lock(mu_);
-  // On stop, still destroy what was released, so the pool's owner does not
-  // pay for it on its own thread.
-  while (!stop_ || !graveyard_.empty()) {
-    // Destroying first frees kernel memory before building more.
-    if (!graveyard_.empty()) {
-      auto victim = std::move(graveyard_.front());
-      graveyard_.pop_front();
-      lock.unlock();
-      victim.reset();
-      lock.lock();
-      continue;
-    }
-    if (!stop_ && ready_.size() < opts_.target && !last_error_) {
+  while (!stop_) {
+    if (ready_.size() < opts_.target && built_.load() < opts_.limit && !last_error_) {
       lock.unlock();
       auto shell = Clone::create(kvm_, tmpl_, opts_.clone);
       lock.lock();
@@ -42,6 +47,24 @@ void ClonePool::worker() {
       continue;
     }
     cv_.wait(lock);
+  }
+}
+
+void ClonePool::reaper() {
+  lower_own_priority();
+  std::unique_lock lock(mu_);
+  // On stop, still destroy what was released, so the pool's owner does not
+  // pay for it on its own thread.
+  while (!stop_ || !graveyard_.empty()) {
+    if (graveyard_.empty()) {
+      reap_cv_.wait(lock);
+      continue;
+    }
+    auto victim = std::move(graveyard_.front());
+    graveyard_.pop_front();
+    lock.unlock();
+    victim.reset();
+    lock.lock();
   }
 }
 
@@ -66,13 +89,13 @@ void ClonePool::release(std::unique_ptr<Clone> c) {
     std::lock_guard lock(mu_);
     graveyard_.push_back(std::move(c));
   }
-  cv_.notify_all();
+  reap_cv_.notify_one();
 }
 
 Result<> ClonePool::wait_ready(size_t n) {
   std::unique_lock lock(mu_);
-  ready_cv_.wait(lock, [&] { return ready_.size() >= std::min(n, opts_.target) || last_error_; });
-  if (last_error_ && ready_.size() < std::min(n, opts_.target)) return tl::unexpected(*last_error_);
+  ready_cv_.wait(lock, [&] { return ready_.size() >= std::min({n, opts_.target, opts_.limit}) || last_error_; });
+  if (last_error_ && ready_.size() < std::min({n, opts_.target, opts_.limit})) return tl::unexpected(*last_error_);
   return {};
 }
 

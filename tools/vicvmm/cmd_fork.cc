@@ -99,6 +99,7 @@ int cmd_fork(const ForkOptions& o) {
   if (!o.no_pool) {
     PoolOptions popts;
     popts.target = o.pool_size ? o.pool_size : std::min<unsigned>(o.count, 16);
+    popts.limit = o.count;
     popts.clone = copts;
     pool.emplace(*kvm, *tmpl, popts);
     if (auto r = pool->wait_ready(popts.target); !r) return fail(r.error().message);
