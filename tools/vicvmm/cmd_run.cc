@@ -68,22 +68,11 @@ class StdinPump {
   std::thread thread_;
 };
 
-Result<UniqueFd> open_console(const std::string& console) {
-  if (console == "stdout") return UniqueFd(dup(1));
-  if (console == "none") return UniqueFd();
-  UniqueFd fd(open(console.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd) return sys_err("console file {}", console);
-  return fd;
-}
-
 }  // namespace
 
 int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
-  auto mem_size = parse_size(o.mem);
-  if (!mem_size) return fail(Error{"--mem: " + mem_size.error().message});
-  if (*mem_size < kMinGuestMemory || *mem_size > kMaxGuestMemory || *mem_size % 4096)
-    return fail(Error{fmt::format("--mem {}: must be a multiple of 4 KiB between {} MiB and {} GiB", o.mem,
-                                  kMinGuestMemory >> 20, kMaxGuestMemory >> 30)});
+  auto mem_size = parse_guest_memory(o.mem);
+  if (!mem_size) return fail(mem_size.error());
   if (o.vcpus == 0 || o.vcpus > 254) return fail(Error{fmt::format("--vcpus {}: must be 1..254", o.vcpus)});
 
   auto kernel = MappedFile::open(o.kernel.empty() ? default_kernel() : o.kernel, "kernel");

@@ -29,11 +29,8 @@ int cmd_template_create(const TemplateCreateOptions& o) {
   if (!path) return fail(path.error().message);
   if (!o.force && access(path->c_str(), F_OK) == 0)
     return fail(fmt::format("template '{}' already exists (use --force to replace it)", o.name));
-  auto mem = parse_size(o.mem);
-  if (!mem) return fail("--mem: " + mem.error().message);
-  if (*mem < kMinGuestMemory || *mem > kMaxGuestMemory || *mem % 4096)
-    return fail(fmt::format("--mem {}: must be a multiple of 4 KiB between {} MiB and {} GiB", o.mem,
-                            kMinGuestMemory >> 20, kMaxGuestMemory >> 30));
+  auto mem = parse_guest_memory(o.mem);
+  if (!mem) return fail(mem.error().message);
   auto kernel = MappedFile::open(o.kernel.empty() ? default_kernel() : o.kernel, "kernel");
   if (!kernel) return fail(kernel.error().message);
   auto initrd = MappedFile::open(o.initrd.empty() ? default_initrd() : o.initrd, "initrd");
@@ -41,19 +38,15 @@ int cmd_template_create(const TemplateCreateOptions& o) {
   auto kvm = Kvm::open();
   if (!kvm) return fail(kvm.error().message);
 
-  UniqueFd console;
-  if (o.console == "stdout") console = UniqueFd(dup(1));
-  else if (o.console != "none") {
-    console = UniqueFd(open(o.console.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!console) return fail(fmt::format("console file {}: {}", o.console, strerror(errno)));
-  }
+  auto console = open_console(o.console);
+  if (!console) return fail(console.error().message);
 
   TemplateSpec spec;
   spec.kernel = kernel->bytes();
   spec.initrd = initrd->bytes();
   spec.mem_size = *mem;
   spec.extra_cmdline = o.cmdline;
-  spec.console_fd = console.get();
+  spec.console_fd = console->get();
   fmt::print(stderr, "vicvmm: booting template '{}'...\n", o.name);
   auto tmpl = Template::boot(*kvm, spec);
   if (!tmpl) return fail(tmpl.error().message);

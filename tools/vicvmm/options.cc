@@ -1,5 +1,8 @@
 #include "tools/vicvmm/options.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cctype>
 #include <cstdlib>
 
@@ -25,6 +28,23 @@ Result<uint64_t> parse_size(const std::string& text) {
   else return err("size '{}' has an unknown unit '{}' (use K, M or G)", text, text.substr(i));
   if (shift && value > (UINT64_MAX >> shift)) return err("size '{}' is too large", text);
   return value << shift;
+}
+
+Result<uint64_t> parse_guest_memory(const std::string& text) {
+  auto size = parse_size(text);
+  if (!size) return err("--mem: {}", size.error().message);
+  if (*size < kMinGuestMemory || *size > kMaxGuestMemory || *size % 4096)
+    return err("--mem {}: must be a multiple of 4 KiB between {} MiB and {} GiB", text, kMinGuestMemory >> 20,
+               kMaxGuestMemory >> 30);
+  return size;
+}
+
+Result<UniqueFd> open_console(const std::string& console) {
+  if (console == "stdout") return UniqueFd(dup(1));
+  if (console == "none") return UniqueFd();
+  UniqueFd fd(open(console.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return sys_err("console file {}", console);
+  return fd;
 }
 
 std::string cache_dir() {

@@ -6,11 +6,19 @@
 #include <vector>
 
 #include "vmm/result.h"
+#include "vmm/unique_fd.h"
 
 namespace vicvmm::cli {
 
 // "128M", "1G", "65536", "512K", "2GiB": binary units; errors name the text.
 Result<uint64_t> parse_size(const std::string& text);
+
+// --mem: a size within [kMinGuestMemory, kMaxGuestMemory], 4 KiB aligned.
+Result<uint64_t> parse_guest_memory(const std::string& text);
+
+// --console: "stdout" (a dup of fd 1), "none" (an invalid fd: output is
+// dropped) or a file path, created or truncated.
+Result<UniqueFd> open_console(const std::string& console);
 
 // Where the tools put the default guest: ${XDG_CACHE_HOME:-$HOME/.cache}/vicvmm.
 std::string cache_dir();
