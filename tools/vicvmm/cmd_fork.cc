@@ -3,6 +3,7 @@
 #include <sys/random.h>
 
 #include <atomic>
+#include <cstdio>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -38,6 +39,7 @@ uint64_t realtime_ns() {
 }
 
 void print_summary(const std::vector<Sample>& samples, double wall_s, const ClonePool* pool) {
+  std::fflush(stdout);  // the clones' output first, then the summary
   std::vector<double> first, pers, exit;
   size_t failed = 0;
   for (const auto& s : samples) {
