@@ -1,5 +1,13 @@
 #include "clone/clone.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <cstring>
+
+#include "clone/snapshot.h"
+
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
@@ -130,6 +138,112 @@ Result<> Clone::reset() {
   machine_->clear_stop();
   if (restore_ahead_) VIC_TRY(restore_template_state());
   return {};
+}
+
+namespace {
+
+constexpr char kDiffMagic[8] = {'V', 'I', 'C', 'D', 'I', 'F', 'F', '1'};
+
+Result<uint64_t> template_identity(const Template& t) {
+  VIC_ASSIGN(auto payload, snapshot_detail::encode_payload(t.state()));
+  return snapshot_detail::payload_checksum(payload);
+}
+
+void put_u64(std::vector<uint8_t>& out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+uint64_t get_u64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+}  // namespace
+
+Result<> Clone::save_diff(const std::string& dir) {
+  if (restored_) return err("clone {}: diff snapshot of a clone that never ran", id_);
+  Vcpu& vcpu = machine_->vcpu(0);
+  VIC_TRY(complete_pending_io(vcpu));
+  TemplateState state = tmpl_->state();  // host, size, cpuid as the base
+  std::vector<uint32_t> indices;  // the MSRs the template carries
+  for (const auto& m : state.vcpu.msrs) indices.push_back(m.index);
+  VIC_ASSIGN(state.vcpu, save_vcpu(vcpu, indices));
+  VIC_ASSIGN(state.vm, save_vm(machine_->vm()));
+  state.serial = machine_->serial().save();
+  VIC_ASSIGN(auto pages, dirty_page_list());
+
+  // Only the written pages, in an otherwise untouched (all-zero, unallocated)
+  // image: write_snapshot leaves zero pages as holes, so memory.bin holds
+  // just these. pages.bin says which pages count, zero ones included.
+  const uint64_t size = state.mem_size;
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return sys_err("clone {}: diff image", id_);
+  Mapping image(p, size);
+  for (const auto& r : machine_->memory().regions())
+    for (uint64_t pfn : pages)
+      if (pfn * kPage >= r.gpa && pfn * kPage < r.gpa + r.size)
+        std::memcpy(image.bytes() + r.file_offset + (pfn * kPage - r.gpa), r.host + (pfn * kPage - r.gpa), kPage);
+  VIC_TRY(write_snapshot(dir, state, {image.bytes(), image.size()}));
+
+  std::vector<uint8_t> list(kDiffMagic, kDiffMagic + 8);
+  VIC_ASSIGN(uint64_t base_id, template_identity(*tmpl_));
+  put_u64(list, base_id);
+  put_u64(list, pages.size());
+  for (uint64_t pfn : pages) put_u64(list, pfn);
+  put_u64(list, XXH3_64bits(list.data(), list.size()));
+  std::string path = dir + "/pages.bin";
+  UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!fd) return sys_err("diff snapshot {}", path);
+  if (write(fd.get(), list.data(), list.size()) != static_cast<ssize_t>(list.size()) || fsync(fd.get()) != 0)
+    return sys_err("diff snapshot {}: writing", path);
+  return {};
+}
+
+Result<std::unique_ptr<Clone>> Clone::from_diff(const Kvm& kvm, std::shared_ptr<const Template> base,
+                                                const std::string& dir, const CloneOptions& opts) {
+  if (!base) return err("diff snapshot {}: no base template", dir);
+  std::string path = dir + "/pages.bin";
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return sys_err("diff snapshot {}", path);
+  std::vector<uint8_t> list;
+  uint8_t buf[65536];
+  for (ssize_t n; (n = read(fd.get(), buf, sizeof buf)) > 0;) list.insert(list.end(), buf, buf + n);
+  if (list.size() < 32 || std::memcmp(list.data(), kDiffMagic, 8) != 0)
+    return err("diff snapshot {}: not a diff page list", path);
+  uint64_t count = get_u64(list.data() + 16);
+  if (count > base->mem_size() / kPage || list.size() != 32 + count * 8)
+    return err("diff snapshot {}: truncated or corrupt page list", path);
+  if (XXH3_64bits(list.data(), list.size() - 8) != get_u64(list.data() + list.size() - 8))
+    return err("diff snapshot {}: checksum mismatch", path);
+  VIC_ASSIGN(uint64_t base_id, template_identity(*base));
+  if (get_u64(list.data() + 8) != base_id) return err("diff snapshot {}: taken on top of another template", dir);
+
+  VIC_ASSIGN(LoadedSnapshot diff, read_snapshot(dir, base->state().host));
+  if (diff.state.mem_size != base->mem_size())
+    return err("diff snapshot {}: {} bytes of memory, the template has {}", dir, diff.state.mem_size, base->mem_size());
+  void* p = mmap(nullptr, diff.state.mem_size, PROT_READ, MAP_PRIVATE, diff.memory_fd.get(), 0);
+  if (p == MAP_FAILED) return sys_err("diff snapshot {}: mapping memory", dir);
+  Mapping image(p, diff.state.mem_size);
+
+  CloneOptions o = opts;
+  o.restore_ahead = false;
+  VIC_ASSIGN(auto c, create(kvm, std::move(base), o));
+  const auto& regions = c->machine_->memory().regions();
+  for (size_t ri = 0; ri < regions.size(); ++ri) {
+    const auto& r = regions[ri];
+    for (uint64_t i = 0; i < count; ++i) {
+      uint64_t gpa = get_u64(list.data() + 24 + i * 8) * kPage;
+      if (gpa < r.gpa || gpa >= r.gpa + r.size) continue;
+      std::memcpy(r.host + (gpa - r.gpa), image.bytes() + r.file_offset + (gpa - r.gpa), kPage);
+      uint64_t page = (gpa - r.gpa) / kPage;  // a private page of this clone: track it for reset
+      c->dirty_[ri][page / 64] |= 1ull << (page % 64);
+    }
+  }
+  VIC_TRY(restore_vm(c->machine_->vm(), diff.state.vm));
+  VIC_TRY(restore_vcpu(c->machine_->vcpu(0), diff.state.vcpu));
+  c->machine_->serial().restore(diff.state.serial);
+  c->requested_ns_ = monotonic_ns();
+  return c;
 }
 
 CloneTimes Clone::times() const {

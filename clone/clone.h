@@ -57,6 +57,17 @@ class Clone {
   // Guest-physical page numbers written since start (sorted).
   Result<std::vector<uint64_t>> dirty_page_list();
 
+  // A diff snapshot: this stopped clone's state plus only the pages it
+  // wrote, on top of its template. `dir` gets state.bin and a sparse
+  // memory.bin in the snapshot format (clone/snapshot.h) holding just those
+  // pages, and pages.bin: "VICDIFF1", the base template's state hash, the
+  // page count, the guest page numbers (u64 LE each) and an XXH3 of all that.
+  Result<> save_diff(const std::string& dir);
+  // A clone of `base` carrying a diff snapshot's pages and state, ready to
+  // run() (it continues where the saved clone stopped; no start()).
+  static Result<std::unique_ptr<Clone>> from_diff(const Kvm& kvm, std::shared_ptr<const Template> base,
+                                                  const std::string& dir, const CloneOptions& opts = {});
+
   CloneTimes times() const;
   Machine& machine() { return *machine_; }
   uint32_t id() const { return id_; }
