@@ -40,6 +40,7 @@ Result<std::unique_ptr<Clone>> Clone::create(const Kvm& kvm, std::shared_ptr<con
   cfg.dirty_log = opts.dirty_tracking;
   cfg.timeout = opts.timeout;
   cfg.host = c->tmpl_->state().host;
+  cfg.pit = opts.pit;
   VIC_ASSIGN(c->machine_, Machine::create(kvm, cfg));
   // CPUID must be set before the first KVM_RUN and never changes: shell work.
   VIC_TRY(c->machine_->vcpu(0).set_cpuid(c->tmpl_->state().cpuid));
@@ -51,7 +52,7 @@ Result<std::unique_ptr<Clone>> Clone::create(const Kvm& kvm, std::shared_ptr<con
 
 Result<> Clone::restore_template_state() {
   const TemplateState& s = tmpl_->state();
-  VIC_TRY(restore_vm(machine_->vm(), s.vm));
+  VIC_TRY(restore_vm(machine_->vm(), s.vm, machine_->config().pit));
   VIC_TRY(restore_vcpu(machine_->vcpu(0), s.vcpu));
   machine_->serial().restore(s.serial);
   restored_ = true;
@@ -168,7 +169,9 @@ Result<> Clone::save_diff(const std::string& dir) {
   std::vector<uint32_t> indices;  // the MSRs the template carries
   for (const auto& m : state.vcpu.msrs) indices.push_back(m.index);
   VIC_ASSIGN(state.vcpu, save_vcpu(vcpu, indices));
-  VIC_ASSIGN(state.vm, save_vm(machine_->vm()));
+  const bool pit = machine_->config().pit;
+  VIC_ASSIGN(state.vm, save_vm(machine_->vm(), pit));
+  if (!pit) state.vm.pit = tmpl_->state().vm.pit;  // what a clone with a PIT would restore
   state.serial = machine_->serial().save();
   VIC_ASSIGN(auto pages, dirty_page_list());
 
@@ -239,7 +242,7 @@ Result<std::unique_ptr<Clone>> Clone::from_diff(const Kvm& kvm, std::shared_ptr<
       c->dirty_[ri][page / 64] |= 1ull << (page % 64);
     }
   }
-  VIC_TRY(restore_vm(c->machine_->vm(), diff.state.vm));
+  VIC_TRY(restore_vm(c->machine_->vm(), diff.state.vm, c->machine_->config().pit));
   VIC_TRY(restore_vcpu(c->machine_->vcpu(0), diff.state.vcpu));
   c->machine_->serial().restore(diff.state.serial);
   c->requested_ns_ = monotonic_ns();

@@ -94,7 +94,7 @@ Result<> Machine::setup(const Kvm& kvm) {
   for (const auto& r : mem_.regions()) VIC_TRY(vm_.set_memory_region(slot++, r.gpa, r.size, r.host, flags));
   if (cfg_.irqchip) {
     VIC_TRY(vm_.create_irqchip());
-    VIC_TRY(vm_.create_pit());
+    if (cfg_.pit) VIC_TRY(vm_.create_pit());
   }
   VIC_ASSIGN(cpuid_, kvm.supported_cpuid());
   for (uint32_t i = 0; i < cfg_.vcpus; ++i) {

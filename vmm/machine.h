@@ -33,6 +33,10 @@ struct MachineConfig {
   int console_fd = 1;             // where the UART's output goes; -1 discards it
   bool console_unbuffered = false;  // interactive: write every byte at once
   bool irqchip = true;            // false: HLT exits to us (tiny test guests)
+  // The in-kernel i8254 PIT (with the irqchip). Linux needs it to boot; a
+  // clone of a booted guest runs on the LAPIC timer and skips it, which
+  // saves a kernel thread per VM (KVM starts one for the PIT).
+  bool pit = true;
   std::optional<HostKind> host;   // default: detect_host_kind()
   std::chrono::milliseconds timeout{0};  // 0: run until the guest stops
   bool dirty_log = false;         // KVM dirty-page logging on every memslot (clones)

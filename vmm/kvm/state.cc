@@ -92,22 +92,22 @@ Result<> set_chip(int vm_fd, const kvm_irqchip& c) {
 }
 }  // namespace
 
-Result<VmState> save_vm(const Vm& vm) {
+Result<VmState> save_vm(const Vm& vm, bool with_pit) {
   VmState s;
   VIC_ASSIGN(s.pic_master, get_chip(vm.fd(), KVM_IRQCHIP_PIC_MASTER));
   VIC_ASSIGN(s.pic_slave, get_chip(vm.fd(), KVM_IRQCHIP_PIC_SLAVE));
   VIC_ASSIGN(s.ioapic, get_chip(vm.fd(), KVM_IRQCHIP_IOAPIC));
-  if (ioctl(vm.fd(), KVM_GET_PIT2, &s.pit) < 0) return sys_err("KVM_GET_PIT2");
+  if (with_pit && ioctl(vm.fd(), KVM_GET_PIT2, &s.pit) < 0) return sys_err("KVM_GET_PIT2");
   VIC_ASSIGN(s.clock, vm.get_clock());
   return s;
 }
 
-Result<> restore_vm(Vm& vm, const VmState& s) {
+Result<> restore_vm(Vm& vm, const VmState& s, bool with_pit) {
   VIC_TRY(set_chip(vm.fd(), s.pic_master));
   VIC_TRY(set_chip(vm.fd(), s.pic_slave));
   VIC_TRY(set_chip(vm.fd(), s.ioapic));
   kvm_pit_state2 pit = s.pit;
-  if (ioctl(vm.fd(), KVM_SET_PIT2, &pit) < 0) return sys_err("KVM_SET_PIT2");
+  if (with_pit && ioctl(vm.fd(), KVM_SET_PIT2, &pit) < 0) return sys_err("KVM_SET_PIT2");
   VIC_TRY(vm.set_clock(s.clock));
   return {};
 }

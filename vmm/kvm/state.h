@@ -50,7 +50,8 @@ Result<> restore_vcpu(Vcpu& vcpu, const VcpuState& s);
 // instruction. No-op when the saved deadline was disarmed.
 Result<> rebase_tsc_deadline(Vcpu& vcpu, const VcpuState& s);
 
-Result<VmState> save_vm(const Vm& vm);
-Result<> restore_vm(Vm& vm, const VmState& s);
+Result<VmState> save_vm(const Vm& vm, bool with_pit = true);  // without: `pit` stays zeroed
+// with_pit: the VM has an in-kernel PIT to restore (clones may not).
+Result<> restore_vm(Vm& vm, const VmState& s, bool with_pit = true);
 
 }  // namespace vicvmm
