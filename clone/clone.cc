@@ -145,9 +145,15 @@ namespace {
 
 constexpr char kDiffMagic[8] = {'V', 'I', 'C', 'D', 'I', 'F', 'F', '1'};
 
+// What a diff is taken on top of: the template's state and its memory.
 Result<uint64_t> template_identity(const Template& t) {
   VIC_ASSIGN(auto payload, snapshot_detail::encode_payload(t.state()));
-  return snapshot_detail::payload_checksum(payload);
+  void* p = mmap(nullptr, t.mem_size(), PROT_READ, MAP_SHARED, t.memory_fd(), 0);
+  if (p == MAP_FAILED) p = mmap(nullptr, t.mem_size(), PROT_READ, MAP_PRIVATE, t.memory_fd(), 0);
+  if (p == MAP_FAILED) return sys_err("template identity: mapping memory");
+  Mapping mem(p, t.mem_size());
+  return snapshot_detail::payload_checksum(payload) ^
+         (snapshot_detail::memory_checksum({mem.bytes(), mem.size()}) * 0x9e3779b97f4a7c15ull);
 }
 
 void put_u64(std::vector<uint8_t>& out, uint64_t v) {
