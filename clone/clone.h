@@ -64,8 +64,9 @@ class Clone {
   // A diff snapshot: this stopped clone's state plus only the pages it
   // wrote, on top of its template. `dir` gets state.bin and a sparse
   // memory.bin in the snapshot format (clone/snapshot.h) holding just those
-  // pages, and pages.bin: "VICDIFF1", the base template's state hash, the
-  // page count, the guest page numbers (u64 LE each) and an XXH3 of all that.
+  // pages, and pages.bin: "VICDIFF1", a hash of the base template (state and
+  // memory), the page count, the guest page numbers (u64 LE each) and an
+  // XXH3 of all that.
   Result<> save_diff(const std::string& dir);
   // A clone of `base` carrying a diff snapshot's pages and state, ready to
   // run() (it continues where the saved clone stopped; no start()).
