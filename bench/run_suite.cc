@@ -120,6 +120,11 @@ class Runner {
   Result<> tiny_compare();
   Result<> tiny_anatomy();
   Result<> tiny_reset();
+  // Writes `t` as snapshot `dir` `writes` times (timed), then loads it back
+  // (timed): the template the in-process side of a file-restore pair clones.
+  Result<std::shared_ptr<const Template>> snapshot_round_trip(const std::shared_ptr<const Template>& t,
+                                                              const std::string& key, const std::string& label,
+                                                              size_t writes, const std::string& dir);
   Result<> tiny_file_restore();
   Result<> tiny_throughput_density();
   Result<> tiny_sustained();
@@ -307,19 +312,28 @@ Result<> Runner::tiny_reset() {
   return {};
 }
 
+Result<std::shared_ptr<const Template>> Runner::snapshot_round_trip(const std::shared_ptr<const Template>& t,
+                                                                    const std::string& key, const std::string& label,
+                                                                    size_t writes, const std::string& dir) {
+  Dist& w = dist("snapshot/" + key + "/write", label);
+  for (size_t i = 0; i < writes; ++i) {
+    uint64_t t0 = monotonic_ns();
+    VIC_TRY(t->save(dir, true));
+    w.us.push_back((monotonic_ns() - t0) / 1e3);
+  }
+  uint64_t t0 = monotonic_ns();
+  VIC_ASSIGN(auto loaded, Template::load(dir, detect_host_kind()));
+  std::string who = key == "linux" ? "Linux" : key;
+  dist("snapshot/" + key + "/load", who + " snapshot load + verify (in process)").us.push_back((monotonic_ns() - t0) / 1e3);
+  return loaded;
+}
+
 Result<> Runner::tiny_file_restore() {
   say("tiny: snapshot write, then restore from file in a new process vs in-process, {} pairs",
       plan_.tiny_restore_pairs);
   const std::string dir = workdir_ + "/tiny";
-  Dist& w = dist("snapshot/tiny/write", "tiny snapshot write (32 MiB guest, fsync)");
-  for (size_t i = 0; i < plan_.tiny_snap_writes; ++i) {
-    uint64_t t0 = monotonic_ns();
-    VIC_TRY(tiny_->save(dir, true));
-    w.us.push_back((monotonic_ns() - t0) / 1e3);
-  }
-  uint64_t t0 = monotonic_ns();
-  VIC_ASSIGN(auto file_tmpl, Template::load(dir, detect_host_kind()));
-  dist("snapshot/tiny/load", "tiny snapshot load + verify (in process)").us.push_back((monotonic_ns() - t0) / 1e3);
+  VIC_ASSIGN(auto file_tmpl, snapshot_round_trip(tiny_, "tiny", "tiny snapshot write (32 MiB guest, fsync)",
+                                                 plan_.tiny_snap_writes, dir));
 
   CloneSource in_proc = source(file_tmpl, nullptr);
   std::vector<std::string> argv = o_.child_argv;
@@ -601,15 +615,8 @@ Result<> Runner::linux_file_restore() {
   say("Linux: snapshot write x{}, then restore from file in a new process vs in-process to READY, {} pairs",
       plan_.linux_snap_writes, plan_.linux_restore_pairs);
   const std::string dir = workdir_ + "/linux";
-  Dist& w = dist("snapshot/linux/write", "Linux snapshot write (fsync)");
-  for (size_t i = 0; i < plan_.linux_snap_writes; ++i) {
-    uint64_t t0 = monotonic_ns();
-    VIC_TRY(linux_->save(dir, true));
-    w.us.push_back((monotonic_ns() - t0) / 1e3);
-  }
-  uint64_t t0 = monotonic_ns();
-  VIC_ASSIGN(auto file_tmpl, Template::load(dir, detect_host_kind()));
-  dist("snapshot/linux/load", "Linux snapshot load + verify (in process)").us.push_back((monotonic_ns() - t0) / 1e3);
+  VIC_ASSIGN(auto file_tmpl,
+             snapshot_round_trip(linux_, "linux", "Linux snapshot write (fsync)", plan_.linux_snap_writes, dir));
   CloneSource in_proc = source(file_tmpl, nullptr);
   std::vector<std::string> argv = o_.child_argv;
   argv.push_back(dir);
