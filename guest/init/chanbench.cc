@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cstdint>
+#include <stdint.h>
 
 namespace {
 

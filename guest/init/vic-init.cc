@@ -31,8 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cstddef>
-#include <cstdint>
+#include <stddef.h>
+#include <stdint.h>
 
 namespace {
 
@@ -299,6 +299,10 @@ int main(int main_argc, char** main_argv) {
     if (bell.port) ioperm(VIC_DOORBELL_PORT, 4, 0);
     execvp(argv[0], argv);
     int e = errno;
+    // The default initramfs links only a few busybox applets (every cpio
+    // entry costs boot time): run any other applet by name through busybox,
+    // which answers "applet not found" (127) itself for a real typo.
+    if (e == ENOENT && strchr(argv[0], '/') == nullptr) execv("/bin/busybox", argv);
     char buf[256];
     int n = snprintf(buf, sizeof buf, "vic-init: cannot run %s: %s\n", argv[0], strerror(e));
     if (n > 0) {
