@@ -24,9 +24,7 @@ HostKind detect_host_kind() {
 }
 
 namespace {
-constexpr const char* kClearCpuid =
-    "clearcpuid=151,308,295,141,154,156,288,145,298,293,137,147,148,153,129,304,319,318,317,520,521,522,296,307,150,"
-    "157,140,297,580";
+constexpr const char* kClearCpuid = "clearcpuid=151,308,295,141,288,298,297,580";
 // The kernel copies the clearcpuid value into a 128-byte buffer.
 static_assert(std::char_traits<char>::length(kClearCpuid) - 11 < 128);
 }  // namespace
@@ -34,14 +32,18 @@ static_assert(std::char_traits<char>::length(kClearCpuid) - 11 < 128);
 std::vector<std::string> HostQuirks::kernel_cmdline_words() const {
   if (!active()) return {};
   return {
-      // CPUID is not settable here: hide every feature whose instructions
-      // the emulator fails on or that costs emulated time (ERMS/FSRM make
-      // memcpy/memset byte-wise `rep movsb/stosb`: one emulated step per
-      // byte). Numbers, not names: 6.1 parses clearcpuid into a 128-byte
-      // buffer and silently drops what does not fit. Bits (cpufeatures.h):
-      // popcnt smap smep cx16 xsave avx fsgsbase pcid invpcid avx2 ssse3
-      // sse4_1 sse4_2 aes pclmulqdq avx512f avx512vl avx512bw sha_ni gfni
-      // vaes vpclmulqdq bmi2 adx movbe f16c fma erms fsrm.
+      // CPUID is not settable here: hide, by the kernel's own feature
+      // bits, what its code would otherwise use: popcnt and cmpxchg16b
+      // (the emulator fails on them, HOST.md), wrfsbase/rdgsbase and
+      // invpcid on every context switch and TLB flush (kept out since the
+      // first boots here), smap/smep (an assisted exit per clac/stac), and
+      // ERMS/FSRM (memcpy/memset become byte-wise `rep movsb/stosb`, one
+      // emulated step per byte). XSAVE and PCID go with noxsave/nopcid,
+      // and XSAVE takes AVX* with it (cpuid_deps); the kernel has no SIMD
+      // crypto or RAID code to use the rest. Numbers, not names: 6.1
+      // parses clearcpuid into a 128-byte buffer and silently drops what
+      // does not fit. Each bit costs ~3.6 k emulated instructions of
+      // dependency walks at boot, and every word is parsed several times.
       kClearCpuid,
       "noxsave",
       "nopcid",
