@@ -20,6 +20,7 @@ Result<std::shared_ptr<const Template>> Template::boot(const Kvm& kvm, const Tem
   cfg.mem_size = spec.mem_size;
   cfg.backing = Backing::SharedMemfd;
   cfg.console_fd = spec.console_fd;
+  cfg.console_limit = spec.console_limit;
   cfg.timeout = spec.timeout;
   VIC_ASSIGN(auto machine, Machine::create(kvm, cfg));
 

@@ -23,6 +23,7 @@ struct TemplateSpec {
   uint64_t mem_size = 128ull << 20;
   std::string extra_cmdline;
   int console_fd = -1;  // the template's boot console; -1 discards it
+  uint64_t console_limit = 0;  // bytes written to console_fd before the rest is dropped; 0: no cap
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
 };
 

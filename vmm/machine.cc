@@ -105,7 +105,7 @@ Result<> Machine::setup(const Kvm& kvm) {
   // Devices. Each lambda captures `this`; the Machine outlives its devices.
   serial_ = std::make_shared<Serial>(
       cfg_.console_fd, [this] { pulse_irq(kSerialIrq); },
-      [this](const std::string& line) { on_console_line(line); }, cfg_.console_unbuffered);
+      [this](const std::string& line) { on_console_line(line); }, cfg_.console_unbuffered, cfg_.console_limit);
   VIC_TRY(io_bus_.insert(serial_, kCom1, 8));
   auto i8042 = std::make_shared<I8042>([this] { request_stop({StopReason::GuestReset, 0, "i8042 reset"}); });
   VIC_TRY(io_bus_.insert(i8042, I8042::kDataPort, 5));
@@ -366,7 +366,8 @@ std::string Machine::stats_report() const {
     auto kind = static_cast<AssistKind>(k);
     s += fmt::format(" {}={}", assist_name(kind), quirks_.count(kind));
   }
-  s += fmt::format("\nconsole bytes: {}, doorbell writes: {} ({} pings)\n", serial_ ? serial_->bytes_out() : 0,
+  s += fmt::format("\nconsole bytes: {} ({} dropped past the limit), doorbell writes: {} ({} pings)\n",
+                   serial_ ? serial_->bytes_out() : 0, serial_ ? serial_->bytes_dropped() : 0,
                    doorbell_ ? doorbell_->writes() : 0, stats_.doorbell_pings.load());
   s += fmt::format("timeline (ms from machine create): first KVM_RUN {:.2f}, agent ready {:.2f}, stop {:.2f}\n",
                    ms(stats_.t_created, stats_.t_first_run), ms(stats_.t_created, stats_.t_agent_ready),

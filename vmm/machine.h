@@ -32,6 +32,7 @@ struct MachineConfig {
   int backing_fd = -1;            // for Backing::PrivateFile (not owned)
   int console_fd = 1;             // where the UART's output goes; -1 discards it
   bool console_unbuffered = false;  // interactive: write every byte at once
+  uint64_t console_limit = 0;     // bytes written to console_fd before the rest is dropped; 0: no cap
   bool irqchip = true;            // false: HLT exits to us (tiny test guests)
   // The in-kernel i8254 PIT (with the irqchip). Linux needs it to boot; a
   // clone of a booted guest runs on the LAPIC timer and skips it, which

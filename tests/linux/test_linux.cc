@@ -3,6 +3,12 @@
 #define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
 #include "tests/subprocess.h"
 
 using namespace vicvmm::test;
@@ -66,6 +72,30 @@ TEST_CASE("a busybox applet with no /bin link runs by its bare name; a typo exit
   Outcome typo = run_vicvmm({"--", "no-such-command"});
   CAPTURE(typo.out, typo.err);
   CHECK(typo.status == 127);
+}
+
+TEST_CASE("a guest flooding a console file is cut at --console-limit; the command still completes") {
+  char dir[] = "/tmp/vicvmm-console-XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  std::string log = std::string(dir) + "/console.log";
+  // ~7 KB of output against a 1 KiB cap (every byte is a UART exit here, so
+  // the flood is kept small enough for a quick test).
+  Outcome o = run_vicvmm({"--console", log, "--console-limit", "1K", "--", "/bin/sh", "-c",
+                          "i=0; while [ $i -lt 100 ]; do echo line-$i-0123456789012345678901234567890123456789"
+                          "0123456789; i=$((i+1)); done; exit 4"});
+  CAPTURE(o.out, o.err);
+  CHECK(o.status == 4);
+  std::ifstream f(log);
+  std::stringstream text;
+  text << f.rdbuf();
+  std::string got = text.str();
+  struct stat st {};
+  REQUIRE(stat(log.c_str(), &st) == 0);
+  CHECK(st.st_size < 1024 + 200);
+  CHECK(got.find("console output limit of 1024 bytes reached") != std::string::npos);
+  CHECK(got.find("line-99-") == std::string::npos);
+  std::remove(log.c_str());
+  rmdir(dir);
 }
 
 TEST_CASE("the I/O-port doorbell works as well as the MMIO one") {

@@ -86,6 +86,34 @@ TEST_CASE("serial transmits to its fd and reports complete lines") {
   CHECK(lines[0] == "hello");
 }
 
+TEST_CASE("serial stops writing at its output limit, says so once, and still reports every line") {
+  int p[2];
+  REQUIRE(pipe(p) == 0);
+  std::vector<std::string> lines;
+  uint64_t out = 0, dropped = 0;
+  {
+    Serial s(p[1], {}, [&](const std::string& l) { lines.push_back(l); }, false, 10);
+    for (int i = 0; i < 3; ++i)
+      for (char c : std::string("0123456\n")) wr(s, 0, static_cast<uint8_t>(c));  // 8 bytes, flushed per line
+    s.flush();
+    out = s.bytes_out();
+    dropped = s.bytes_dropped();
+  }
+  close(p[1]);
+  std::string got;
+  char buf[256];
+  for (ssize_t n; (n = read(p[0], buf, sizeof buf)) > 0;) got.append(buf, static_cast<size_t>(n));
+  close(p[0]);
+  CHECK(out == 24);
+  CHECK(dropped == 14);
+  // The first 10 bytes, then one note, then nothing of the third line.
+  CHECK(got.rfind("0123456\n01", 0) == 0);
+  CHECK(got.find("console output limit of 10 bytes reached") != std::string::npos);
+  CHECK(got.find("console output limit", got.find("console output limit") + 1) == std::string::npos);
+  CHECK(got.size() < 10 + 100);
+  CHECK(lines == std::vector<std::string>{"0123456", "0123456", "0123456"});
+}
+
 TEST_CASE("serial raises THR-empty and data-ready interrupts the way Linux expects") {
   int irqs = 0;
   Serial s(-1, [&] { ++irqs; });

@@ -20,3 +20,15 @@ TEST_CASE("bad sizes are errors naming the text") {
     CHECK(r.error().message.find("size") != std::string::npos);
   }
 }
+
+TEST_CASE("the console limit defaults to 64M for a file and to none for stdout") {
+  using vicvmm::cli::parse_console_limit;
+  CHECK(*parse_console_limit("/tmp/console.log", "") == vicvmm::cli::kDefaultConsoleFileLimit);
+  CHECK(*parse_console_limit("stdout", "") == 0);
+  CHECK(*parse_console_limit("none", "") == 0);
+  CHECK(*parse_console_limit("stdout", "1K") == 1024);
+  CHECK(*parse_console_limit("/tmp/console.log", "0") == 0);
+  auto bad = parse_console_limit("/tmp/console.log", "lots");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().message.find("--console-limit") != std::string::npos);
+}

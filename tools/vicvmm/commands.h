@@ -12,6 +12,7 @@ struct RunOptions {
   unsigned vcpus = 1;
   std::string cmdline;          // extra kernel words
   std::string console = "stdout";  // stdout | none | a file path
+  std::string console_limit;       // empty: 64M for a file, no cap otherwise
   std::vector<std::string> env;
   std::string hostname = "vicvmm";
   bool port_doorbell = false;   // agent reports through the I/O port instead of MMIO
@@ -26,6 +27,7 @@ struct TemplateCreateOptions {
   std::string name;
   std::string kernel, initrd, mem = "128M", cmdline;
   std::string console = "none";  // the template's boot log: none, stdout or a file
+  std::string console_limit;     // as for run
   bool force = false;            // replace an existing template
 };
 int cmd_template_create(const TemplateCreateOptions& o);

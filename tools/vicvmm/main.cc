@@ -29,6 +29,9 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--vcpus", run.vcpus, "Number of vCPUs")->capture_default_str();
   run_cmd->add_option("--cmdline", run.cmdline, "Extra kernel command-line words");
   run_cmd->add_option("--console", run.console, "Guest console: stdout, none, or a file path")->capture_default_str();
+  run_cmd->add_option("--console-limit", run.console_limit,
+                      "Write at most SIZE bytes of console output, then drop the rest (default: 64M for a file, "
+                      "no limit for stdout; 0: no limit)");
   run_cmd->add_option("--env", run.env, "Environment variable KEY=VALUE for CMD (repeatable)");
   run_cmd->add_option("--hostname", run.hostname, "Guest hostname")->capture_default_str();
   run_cmd->add_flag("--port-doorbell", run.port_doorbell, "Agent reports through an I/O port instead of MMIO");
@@ -47,6 +50,7 @@ int main(int argc, char** argv) {
   tc_cmd->add_option("--mem", tc.mem, "Guest memory")->capture_default_str();
   tc_cmd->add_option("--cmdline", tc.cmdline, "Extra kernel command-line words");
   tc_cmd->add_option("--console", tc.console, "Boot log: none, stdout or a file")->capture_default_str();
+  tc_cmd->add_option("--console-limit", tc.console_limit, "As for run: cap on the boot log's size");
   tc_cmd->add_flag("--force", tc.force, "Replace an existing template");
   auto* tl_cmd = tmpl_cmd->add_subcommand("ls", "List templates");
   std::string rm_name;

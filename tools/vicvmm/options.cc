@@ -47,6 +47,13 @@ Result<UniqueFd> open_console(const std::string& console) {
   return fd;
 }
 
+Result<uint64_t> parse_console_limit(const std::string& console, const std::string& limit) {
+  if (limit.empty()) return console == "stdout" || console == "none" ? 0 : kDefaultConsoleFileLimit;
+  auto size = parse_size(limit);
+  if (!size) return err("--console-limit: {}", size.error().message);
+  return size;
+}
+
 std::string cache_dir() {
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/vicvmm";
   const char* home = std::getenv("HOME");

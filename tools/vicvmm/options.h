@@ -20,6 +20,12 @@ Result<uint64_t> parse_guest_memory(const std::string& text);
 // dropped) or a file path, created or truncated.
 Result<UniqueFd> open_console(const std::string& console);
 
+// --console-limit: the bytes of guest console output written before the rest
+// is dropped (0: no cap). Unset, a file gets kDefaultConsoleFileLimit, so a
+// flooding guest cannot fill the host's disk; stdout and none get no cap.
+inline constexpr uint64_t kDefaultConsoleFileLimit = 64ull << 20;
+Result<uint64_t> parse_console_limit(const std::string& console, const std::string& limit);
+
 // Where the tools put the default guest: ${XDG_CACHE_HOME:-$HOME/.cache}/vicvmm.
 std::string cache_dir();
 // $VICVMM_KERNEL, else <cache>/vmlinux; $VICVMM_INITRD, else <cache>/initrd.cpio.

@@ -2,6 +2,10 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+
+#include <string_view>
+
 namespace vicvmm {
 
 namespace {
@@ -15,8 +19,12 @@ constexpr uint8_t kMcrLoop = 0x10;
 constexpr uint8_t kMsrIdle = 0xb0;  // DCD | DSR | CTS: a cable is attached and ready
 }  // namespace
 
-Serial::Serial(int out_fd, IrqFn irq, LineFn on_line, bool unbuffered)
-    : out_fd_(out_fd), irq_(std::move(irq)), on_line_(std::move(on_line)), unbuffered_(unbuffered) {}
+Serial::Serial(int out_fd, IrqFn irq, LineFn on_line, bool unbuffered, uint64_t out_limit)
+    : out_fd_(out_fd),
+      irq_(std::move(irq)),
+      on_line_(std::move(on_line)),
+      unbuffered_(unbuffered),
+      out_limit_(out_limit) {}
 
 void Serial::read(uint64_t, uint64_t offset, std::span<uint8_t> data) {
   std::lock_guard lock(mu_);
@@ -113,19 +121,44 @@ void Serial::emit(uint8_t byte) {
   if (unbuffered_ || byte == '\n' || out_buf_.size() >= 4096) flush();
 }
 
+namespace {
+// Writes all of `data` unless the sink fails; false when it is gone.
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+}  // namespace
+
 void Serial::flush() {
   // Called from the destructor too, where mu_ may be unlocked; output order
   // is all that matters here, and only one thread emits.
   if (out_fd_ >= 0) {
-    size_t done = 0;
-    while (done < out_buf_.size()) {
-      ssize_t n = ::write(out_fd_, out_buf_.data() + done, out_buf_.size() - done);
-      if (n <= 0) {
-        if (n < 0 && errno == EINTR) continue;
-        break;  // the console sink is gone; drop output rather than stall the guest
+    std::string_view data(out_buf_);
+    if (out_limit_ > 0 && bytes_written_ + data.size() > out_limit_) {
+      size_t room = static_cast<size_t>(out_limit_ - bytes_written_);
+      bool first = bytes_dropped_ == 0;
+      bytes_dropped_ += data.size() - room;
+      data = data.substr(0, room);
+      if (first) {
+        // The note goes past the cap, once, so a reader knows output was cut.
+        std::string note = "\n[vicvmm: console output limit of " + std::to_string(out_limit_) +
+                           " bytes reached; further guest output is dropped]\n";
+        if (write_all(out_fd_, data)) write_all(out_fd_, note);
+        bytes_written_ += room;
+        out_buf_.clear();
+        return;
       }
-      done += static_cast<size_t>(n);
     }
+    // A failed write means the console sink is gone: drop output rather
+    // than stall the guest.
+    if (write_all(out_fd_, data)) bytes_written_ += data.size();
   }
   out_buf_.clear();
 }

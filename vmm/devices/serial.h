@@ -25,7 +25,10 @@ class Serial : public BusDevice {
   using LineFn = std::function<void(const std::string&)>;  // sees each complete output line
 
   // out_fd < 0 discards output (it is still passed to `on_line`).
-  Serial(int out_fd, IrqFn irq, LineFn on_line = {}, bool unbuffered = false);
+  // out_limit > 0 caps the bytes written to out_fd: a guest that floods its
+  // console cannot fill the host's disk; past the cap one note is written and
+  // the rest dropped, while `on_line` (panic detection) keeps seeing it all.
+  Serial(int out_fd, IrqFn irq, LineFn on_line = {}, bool unbuffered = false, uint64_t out_limit = 0);
   ~Serial() override { flush(); }
 
   const char* name() const override { return "serial"; }
@@ -38,6 +41,8 @@ class Serial : public BusDevice {
   void flush();
 
   uint64_t bytes_out() const { return bytes_out_; }
+  // Bytes the guest wrote past `out_limit` (not written to out_fd).
+  uint64_t bytes_dropped() const { return bytes_dropped_; }
 
   SerialState save() const;
   void restore(const SerialState& s);
@@ -52,6 +57,8 @@ class Serial : public BusDevice {
   IrqFn irq_;
   LineFn on_line_;
   bool unbuffered_;
+  uint64_t out_limit_;
+  uint64_t bytes_written_ = 0, bytes_dropped_ = 0;
 
   mutable std::mutex mu_;
   std::deque<uint8_t> rx_;
