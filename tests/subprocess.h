@@ -27,10 +27,17 @@ inline std::string read_all(int fd) {
   return s;
 }
 
-// Runs argv with extra "KEY=VALUE" environment entries; stdin is /dev/null.
+// Runs argv with extra "KEY=VALUE" environment entries, which replace the
+// inherited ones of the same name; stdin is /dev/null.
 inline Outcome run_process(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env = {}) {
+  auto key = [](const std::string& kv) { return kv.substr(0, kv.find('=') + 1); };
   std::vector<std::string> env_store;
-  for (char** e = environ; *e; ++e) env_store.emplace_back(*e);
+  for (char** e = environ; *e; ++e) {
+    std::string kv = *e;
+    bool replaced = false;
+    for (const auto& x : extra_env) replaced = replaced || key(x) == key(kv);
+    if (!replaced) env_store.push_back(std::move(kv));
+  }
   for (const auto& e : extra_env) env_store.push_back(e);
   std::vector<char*> envp, args;
   for (auto& e : env_store) envp.push_back(e.data());
