@@ -44,10 +44,11 @@ TEST_CASE("a non-zero exit status passes through, with output") {
 
 TEST_CASE("environment, hostname and arguments with spaces reach the command") {
   Outcome o = run_vicvmm({"--env", "GREETING=two words", "--hostname", "box-7", "--", "/bin/sh", "-c",
-                      "echo \"[$GREETING] [$(hostname)] [$0]\"", "arg zero"});
+                      "echo \"[$GREETING] [$(hostname)] [$0] [$(cat /proc/sys/kernel/hostname)]\"", "arg zero"});
   CAPTURE(o.out, o.err);
   CHECK(o.status == 0);
-  CHECK(o.out.find("[two words] [box-7] [arg zero]") != std::string::npos);
+  // The last field comes through /proc/sys, which the container can use.
+  CHECK(o.out.find("[two words] [box-7] [arg zero] [box-7]") != std::string::npos);
 }
 
 TEST_CASE("a command that cannot be found exits 127") {
