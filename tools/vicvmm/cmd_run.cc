@@ -91,16 +91,14 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   const char* kvm_path = std::getenv("VICVMM_KVM_DEVICE");
   auto kvm = Kvm::open(kvm_path && *kvm_path ? kvm_path : "/dev/kvm");
   if (!kvm) return fail(kvm.error());
-  auto console_limit = parse_console_limit(o.console, o.console_limit);
-  if (!console_limit) return fail(console_limit.error());
-  auto console = open_console(o.console);
+  auto console = open_console(o.console, o.console_limit);
   if (!console) return fail(console.error());
 
   MachineConfig cfg;
   cfg.mem_size = *mem_size;
   cfg.vcpus = o.vcpus;
-  cfg.console_fd = console->get();
-  cfg.console_limit = *console_limit;
+  cfg.console_fd = console->fd.get();
+  cfg.console_limit = console->limit;
   bool interactive = o.console == "stdout" && isatty(0) && isatty(1);
   cfg.console_unbuffered = interactive;
   cfg.timeout = std::chrono::seconds(o.timeout_s);

@@ -38,9 +38,7 @@ int cmd_template_create(const TemplateCreateOptions& o) {
   auto kvm = Kvm::open();
   if (!kvm) return fail(kvm.error().message);
 
-  auto console_limit = parse_console_limit(o.console, o.console_limit);
-  if (!console_limit) return fail(console_limit.error().message);
-  auto console = open_console(o.console);
+  auto console = open_console(o.console, o.console_limit);
   if (!console) return fail(console.error().message);
 
   TemplateSpec spec;
@@ -48,8 +46,8 @@ int cmd_template_create(const TemplateCreateOptions& o) {
   spec.initrd = initrd->bytes();
   spec.mem_size = *mem;
   spec.extra_cmdline = o.cmdline;
-  spec.console_fd = console->get();
-  spec.console_limit = *console_limit;
+  spec.console_fd = console->fd.get();
+  spec.console_limit = console->limit;
   fmt::print(stderr, "vicvmm: booting template '{}'...\n", o.name);
   auto tmpl = Template::boot(*kvm, spec);
   if (!tmpl) return fail(tmpl.error().message);

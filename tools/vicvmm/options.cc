@@ -39,19 +39,20 @@ Result<uint64_t> parse_guest_memory(const std::string& text) {
   return size;
 }
 
-Result<UniqueFd> open_console(const std::string& console) {
-  if (console == "stdout") return UniqueFd(dup(1));
-  if (console == "none") return UniqueFd();
-  UniqueFd fd(open(console.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd) return sys_err("console file {}", console);
-  return fd;
-}
-
 Result<uint64_t> parse_console_limit(const std::string& console, const std::string& limit) {
   if (limit.empty()) return console == "stdout" || console == "none" ? 0 : kDefaultConsoleFileLimit;
   auto size = parse_size(limit);
   if (!size) return err("--console-limit: {}", size.error().message);
   return size;
+}
+
+Result<Console> open_console(const std::string& console, const std::string& limit) {
+  VIC_ASSIGN(uint64_t cap, parse_console_limit(console, limit));
+  if (console == "stdout") return Console{UniqueFd(dup(1)), cap};
+  if (console == "none") return Console{UniqueFd(), cap};
+  UniqueFd fd(open(console.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return sys_err("console file {}", console);
+  return Console{std::move(fd), cap};
 }
 
 std::string cache_dir() {

@@ -16,15 +16,20 @@ Result<uint64_t> parse_size(const std::string& text);
 // --mem: a size within [kMinGuestMemory, kMaxGuestMemory], 4 KiB aligned.
 Result<uint64_t> parse_guest_memory(const std::string& text);
 
-// --console: "stdout" (a dup of fd 1), "none" (an invalid fd: output is
-// dropped) or a file path, created or truncated.
-Result<UniqueFd> open_console(const std::string& console);
-
 // --console-limit: the bytes of guest console output written before the rest
 // is dropped (0: no cap). Unset, a file gets kDefaultConsoleFileLimit, so a
 // flooding guest cannot fill the host's disk; stdout and none get no cap.
 inline constexpr uint64_t kDefaultConsoleFileLimit = 64ull << 20;
 Result<uint64_t> parse_console_limit(const std::string& console, const std::string& limit);
+
+// --console and --console-limit: "stdout" (a dup of fd 1), "none" (an
+// invalid fd: output is dropped) or a file path, created or truncated only
+// once the limit has parsed.
+struct Console {
+  UniqueFd fd;
+  uint64_t limit = 0;  // MachineConfig::console_limit
+};
+Result<Console> open_console(const std::string& console, const std::string& limit);
 
 // Where the tools put the default guest: ${XDG_CACHE_HOME:-$HOME/.cache}/vicvmm.
 std::string cache_dir();

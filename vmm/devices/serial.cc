@@ -141,24 +141,22 @@ void Serial::flush() {
   // is all that matters here, and only one thread emits.
   if (out_fd_ >= 0) {
     std::string_view data(out_buf_);
+    bool now_cut = false;  // this flush is the first to reach the cap
     if (out_limit_ > 0 && bytes_written_ + data.size() > out_limit_) {
       size_t room = static_cast<size_t>(out_limit_ - bytes_written_);
-      bool first = bytes_dropped_ == 0;
+      now_cut = bytes_dropped_ == 0;
       bytes_dropped_ += data.size() - room;
       data = data.substr(0, room);
-      if (first) {
-        // The note goes past the cap, once, so a reader knows output was cut.
-        std::string note = "\n[vicvmm: console output limit of " + std::to_string(out_limit_) +
-                           " bytes reached; further guest output is dropped]\n";
-        if (write_all(out_fd_, data)) write_all(out_fd_, note);
-        bytes_written_ += room;
-        out_buf_.clear();
-        return;
-      }
     }
     // A failed write means the console sink is gone: drop output rather
     // than stall the guest.
-    if (write_all(out_fd_, data)) bytes_written_ += data.size();
+    if (write_all(out_fd_, data)) {
+      bytes_written_ += data.size();
+      // Past the cap, once, so that a reader knows the output was cut.
+      if (now_cut)
+        write_all(out_fd_, "\n[vicvmm: console output limit of " + std::to_string(out_limit_) +
+                               " bytes reached; further guest output is dropped]\n");
+    }
   }
   out_buf_.clear();
 }
