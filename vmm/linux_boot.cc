@@ -45,6 +45,7 @@ Result<std::string> boot_linux(Machine& m, const LinuxBootSpec& spec) {
   boot::Cmdline cmdline;
   VIC_TRY(cmdline.append(kDefaultKernelCmdline));
   for (const auto& w : m.quirks().kernel_cmdline_words()) VIC_TRY(cmdline.append(w));
+  for (const auto& w : m.virtio_cmdline()) VIC_TRY(cmdline.append(w));
   if (!spec.extra_cmdline.empty()) {
     auto r = cmdline.append(spec.extra_cmdline);
     if (!r) return with_context(r.error(), "--cmdline");

@@ -115,6 +115,20 @@ Result<> Machine::setup(const Kvm& kvm) {
   return {};
 }
 
+Result<virtio::MmioSlot*> Machine::add_virtio(std::shared_ptr<virtio::Device> device) {
+  EventLoop* loop = cfg_.irqchip ? &EventLoop::shared() : nullptr;
+  VIC_ASSIGN(auto slot, virtio::MmioSlot::attach(vm_, mmio_bus_, mem_, loop, std::move(device),
+                                                 static_cast<uint32_t>(virtio_.size())));
+  virtio_.push_back(std::move(slot));
+  return virtio_.back().get();
+}
+
+std::vector<std::string> Machine::virtio_cmdline() const {
+  std::vector<std::string> words;
+  for (const auto& s : virtio_) words.push_back(s->cmdline_word());
+  return words;
+}
+
 void Machine::pulse_irq(uint32_t irq) {
   if (!cfg_.irqchip) return;
   // An ISA edge: raise then lower. Failures are counted, not fatal: a lost
@@ -369,6 +383,7 @@ std::string Machine::stats_report() const {
   s += fmt::format("\nconsole bytes: {} ({} dropped past the limit), doorbell writes: {} ({} pings)\n",
                    serial_ ? serial_->bytes_out() : 0, serial_ ? serial_->bytes_dropped() : 0,
                    doorbell_ ? doorbell_->writes() : 0, stats_.doorbell_pings.load());
+  for (const auto& slot : virtio_) s += slot->transport().stats_line() + "\n";
   s += fmt::format("timeline (ms from machine create): first KVM_RUN {:.2f}, agent ready {:.2f}, stop {:.2f}\n",
                    ms(stats_.t_created, stats_.t_first_run), ms(stats_.t_created, stats_.t_agent_ready),
                    ms(stats_.t_created, stats_.t_stopped));

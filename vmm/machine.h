@@ -22,6 +22,7 @@
 #include "vmm/kvm/vcpu.h"
 #include "vmm/kvm/vm.h"
 #include "vmm/memory/guest_memory.h"
+#include "vmm/virtio/mmio_slot.h"
 
 namespace vicvmm {
 
@@ -103,6 +104,14 @@ class Machine {
   const MachineConfig& config() const { return cfg_; }
   const std::vector<kvm_cpuid_entry2>& supported_cpuid() const { return cpuid_; }
 
+  // Plugs a virtio device into the next virtio-mmio slot. Kicks are served
+  // by the process's I/O thread (EventLoop::shared()) when the machine has
+  // an in-kernel irqchip. Call before the guest boots.
+  Result<virtio::MmioSlot*> add_virtio(std::shared_ptr<virtio::Device> device);
+  const std::vector<std::unique_ptr<virtio::MmioSlot>>& virtio_slots() const { return virtio_; }
+  // `virtio_mmio.device=` words for the kernel command line, one per device.
+  std::vector<std::string> virtio_cmdline() const;
+
   // Runs every vCPU (vCPU 0 on the calling thread, the others on their own)
   // until the guest or request_stop() stops the machine. Run it once.
   Result<StopInfo> run();
@@ -144,6 +153,9 @@ class Machine {
   std::shared_ptr<Serial> serial_;
   std::shared_ptr<Doorbell> doorbell_;
   MachineStats stats_;
+  // After mem_ and vm_: slots unregister from the VM and the I/O thread
+  // before the memory their queues point into goes away.
+  std::vector<std::unique_ptr<virtio::MmioSlot>> virtio_;
 
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;

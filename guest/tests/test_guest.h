@@ -28,6 +28,16 @@
 #define TG_I8042_CMD 0x64
 #define TG_I8042_RESET 0xfe
 
+/* virtio_kick: slot 0's QueueNotify (vmm/virtio/mmio_slot.h: 0xd0000000 +
+ * 0x50) and the used ring the test lays out (its idx is 2 bytes in). */
+#define TV_NOTIFY 0xd0000050
+#define TV_DESC_GPA 0x500000
+#define TV_AVAIL_GPA 0x501000
+#define TV_USED_GPA 0x502000
+#define TV_USED_IDX (TV_USED_GPA + 2)
+#define TV_BUF_GPA 0x510000
+#define TV_SPINS 100000
+
 /* Boot GDT code selector (vmm/boot/gdt.h: index kGdtCode = 1). */
 #define TG_CODE_SELECTOR 0x08
 

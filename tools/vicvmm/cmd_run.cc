@@ -14,6 +14,7 @@
 #include "tools/vicvmm/options.h"
 #include "vmm/linux_boot.h"
 #include "vmm/mapped_file.h"
+#include "vmm/virtio/rng.h"
 
 namespace vicvmm::cli {
 
@@ -105,6 +106,10 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   auto machine = Machine::create(*kvm, cfg);
   if (!machine) return fail(machine.error());
   Machine& m = **machine;
+  if (!o.no_rng) {
+    auto rng = m.add_virtio(std::make_shared<virtio::Rng>());
+    if (!rng) return fail(rng.error());
+  }
 
   LinuxBootSpec spec;
   spec.kernel = kernel->bytes();

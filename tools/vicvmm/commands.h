@@ -16,6 +16,7 @@ struct RunOptions {
   std::vector<std::string> env;
   std::string hostname = "vicvmm";
   bool port_doorbell = false;   // agent reports through the I/O port instead of MMIO
+  bool no_rng = false;          // leave out the virtio-rng device
   unsigned timeout_s = 0;
   bool stats = false;
   std::vector<std::string> command;

@@ -30,6 +30,14 @@ class Vm {
   // Drives an ISA interrupt line (in-kernel irqchip only).
   Result<> irq_line(uint32_t irq, bool level);
 
+  // Guest writes of `len` bytes equal to `datamatch` at MMIO address `gpa`
+  // signal `eventfd` instead of exiting to us (a virtqueue kick).
+  Result<> add_ioeventfd(uint64_t gpa, uint32_t len, uint64_t datamatch, int eventfd);
+  Result<> remove_ioeventfd(uint64_t gpa, uint32_t len, uint64_t datamatch, int eventfd);
+  // A write to `eventfd` injects an edge on GSI `gsi` (in-kernel irqchip).
+  Result<> add_irqfd(int eventfd, uint32_t gsi);
+  Result<> remove_irqfd(int eventfd, uint32_t gsi);
+
   Result<kvm_clock_data> get_clock() const;
   Result<> set_clock(const kvm_clock_data& c);
 

@@ -1,0 +1,94 @@
+#include "vmm/io/event_loop.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+namespace vicvmm {
+
+EventLoop& EventLoop::shared() {
+  static EventLoop loop;
+  static std::once_flag once;
+  std::call_once(once, [] { (void)loop.start(); });
+  return loop;
+}
+
+EventLoop::EventLoop() = default;
+
+EventLoop::~EventLoop() {
+  if (thread_.joinable()) {
+    uint64_t one = 1;
+    ssize_t r = ::write(wake_.get(), &one, sizeof one);
+    (void)r;
+    thread_.join();
+  }
+}
+
+Result<> EventLoop::start() {
+  if (thread_.joinable()) return {};
+  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) return sys_err("I/O loop: epoll_create1");
+  wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_) return sys_err("I/O loop: eventfd");
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = 0;  // token 0: the wake fd
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0) return sys_err("I/O loop: epoll_ctl");
+  thread_ = std::thread([this] { run(); });
+  pthread_setname_np(thread_.native_handle(), "vicvmm-io");
+  return {};
+}
+
+Result<uint64_t> EventLoop::add(int fd, uint32_t events, Handler handler) {
+  if (!epoll_) return err("I/O loop: not started");
+  std::lock_guard lock(mu_);
+  uint64_t token = next_token_++;
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = token;
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) return sys_err("I/O loop: watching fd {}", fd);
+  entries_[token] = std::make_shared<Entry>(Entry{fd, std::move(handler)});
+  return token;
+}
+
+void EventLoop::remove(uint64_t token) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(token);
+    if (it == entries_.end()) return;
+    epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second->fd, nullptr);
+    entries_.erase(it);
+  }
+  // Wait out a handler that is running now (unless it is the caller).
+  if (!on_loop_thread()) std::lock_guard wait(dispatch_mu_);
+}
+
+size_t EventLoop::watched() const {
+  std::lock_guard lock(mu_);
+  return entries_.size();
+}
+
+void EventLoop::run() {
+  epoll_event events[64];
+  for (;;) {
+    int n = epoll_wait(epoll_.get(), events, 64, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    for (int i = 0; i < n; ++i) {
+      uint64_t token = events[i].data.u64;
+      if (token == 0) return;
+      std::lock_guard running(dispatch_mu_);
+      std::shared_ptr<Entry> e;
+      {
+        std::lock_guard lock(mu_);
+        auto it = entries_.find(token);
+        if (it == entries_.end()) continue;  // removed after epoll_wait returned
+        e = it->second;
+      }
+      e->handler(events[i].events);
+    }
+  }
+}
+
+}  // namespace vicvmm
