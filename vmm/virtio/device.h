@@ -43,6 +43,12 @@ class Device {
   // entries. Called with the transport's lock held; must not block. A
   // request the device cannot accept is reported with SplitQueue::fail.
   virtual void process(size_t queue, QueueHost& host) = 0;
+  // Devices whose backends finish requests later (io_uring) expose an fd
+  // that becomes readable when completions wait; the transport then calls
+  // complete() on the I/O thread, with its lock held, and interrupts once
+  // for everything completed.
+  virtual int completion_fd() const { return -1; }
+  virtual void complete(QueueHost&) {}
 };
 
 }  // namespace vicvmm::virtio

@@ -158,9 +158,13 @@ void MmioTransport::process_locked(uint32_t index) {
   if (!(regs_.status & kStatusDriverOk) || (regs_.status & kStatusNeedsReset)) return;
   SplitQueue& q = queues_[index];
   if (!q.ready() || q.broken()) return;
-  uint16_t before = q.state().next_used;
   device_->process(index, *this);
-  stats_.chains.fetch_add(static_cast<uint16_t>(q.state().next_used - before), std::memory_order_relaxed);
+  signal_locked(q);
+}
+
+void MmioTransport::signal_locked(SplitQueue& q) {
+  stats_.chains.fetch_add(static_cast<uint16_t>(q.state().next_used - q.state().signalled_used),
+                          std::memory_order_relaxed);
   // One interrupt for the whole batch, if the driver wants one.
   if (q.should_notify()) {
     regs_.interrupt_status |= kInterruptVring;
@@ -168,6 +172,13 @@ void MmioTransport::process_locked(uint32_t index) {
     if (raise_irq_) raise_irq_();
   }
   if (q.broken()) needs_reset_locked(q.fault());
+}
+
+void MmioTransport::on_completions() {
+  std::lock_guard lock(mu_);
+  device_->complete(*this);
+  for (auto& q : queues_)
+    if (q.ready()) signal_locked(q);
 }
 
 void MmioTransport::needs_reset_locked(QueueFault f) {

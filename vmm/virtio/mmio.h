@@ -51,6 +51,8 @@ class MmioTransport : public BusDevice, private QueueHost {
 
   // A notification for `queue` that bypassed the MMIO exit (ioeventfd).
   void notify(uint32_t queue);
+  // The device's completion_fd() is readable (I/O thread).
+  void on_completions();
   // Device reset from the host side (clone reset); the driver sees status 0.
   void reset();
 
@@ -74,6 +76,7 @@ class MmioTransport : public BusDevice, private QueueHost {
   void write_reg(uint64_t offset, uint32_t v);
   void write_status(uint32_t v);
   void process_locked(uint32_t queue);
+  void signal_locked(SplitQueue& q);
   void needs_reset_locked(QueueFault f);
   void reset_locked();
   SplitQueue* selected();

@@ -50,6 +50,14 @@ Result<std::unique_ptr<MmioSlot>> MmioSlot::attach(Vm& vm, Bus& mmio_bus, GuestM
       s->tokens_.push_back(*token);
     }
   }
+  if (int cfd = s->transport_->device().completion_fd(); cfd >= 0) {
+    if (!loop) return err("virtio-{}: needs the I/O thread (an in-kernel irqchip)", name);
+    std::weak_ptr<MmioTransport> weak = s->transport_;
+    VIC_ASSIGN(uint64_t token, loop->add(cfd, EPOLLIN, [weak](uint32_t) {
+      if (auto t = weak.lock()) t->on_completions();
+    }));
+    s->tokens_.push_back(token);
+  }
   return s;
 }
 
