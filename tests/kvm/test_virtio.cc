@@ -14,29 +14,6 @@ static_assert(TV_NOTIFY == kMmioBase + mmio::kRegQueueNotify);
 
 namespace {
 
-void reg(MmioTransport& t, uint64_t off, uint32_t v) {
-  uint8_t b[4] = {uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24)};
-  t.write(0, off, b);
-}
-
-// The driver's side of the bring-up, done by the test before the guest runs.
-void bring_up(MmioTransport& t) {
-  using namespace mmio;
-  reg(t, kRegStatus, kStatusAcknowledge | kStatusDriver);
-  reg(t, kRegDriverFeaturesSel, 1);
-  reg(t, kRegDriverFeatures, 1);  // VERSION_1 (bit 32)
-  reg(t, kRegDriverFeaturesSel, 0);
-  reg(t, kRegDriverFeatures, static_cast<uint32_t>(kFeatureIndirectDesc));
-  reg(t, kRegStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
-  reg(t, kRegQueueSel, 0);
-  reg(t, kRegQueueNum, 8);
-  reg(t, kRegQueueDescLow, TV_DESC_GPA);
-  reg(t, kRegQueueDriverLow, TV_AVAIL_GPA);
-  reg(t, kRegQueueDeviceLow, TV_USED_GPA);
-  reg(t, kRegQueueReady, 1);
-  reg(t, kRegStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
-}
-
 struct VirtioVm {
   std::unique_ptr<Machine> m;
   MmioTransport* t = nullptr;
@@ -50,9 +27,10 @@ struct VirtioVm {
     auto slot = m->add_virtio(rng);
     REQUIRE_OK(slot);
     t = &(*slot)->transport();
-    bring_up(*t);
-    REQUIRE((t->status() & kStatusDriverOk) != 0);
-    drv = std::make_unique<FakeDriver>(m->memory(), QueueLayout{8, TV_DESC_GPA, TV_AVAIL_GPA, TV_USED_GPA});
+    const QueueLayout layout{8, TV_DESC_GPA, TV_AVAIL_GPA, TV_USED_GPA};
+    // The driver's side of the bring-up, done by the test before the guest runs.
+    REQUIRE(MmioDriver(*t).bring_up(layout, kFeatureVersion1 | kFeatureIndirectDesc));
+    drv = std::make_unique<FakeDriver>(m->memory(), layout);
   }
 };
 

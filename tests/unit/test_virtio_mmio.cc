@@ -26,52 +26,15 @@ struct Rig {
   MmioTransport t{rng, mem, [this] { ++irqs; }};
   FakeDriver drv{mem};
 
-  uint32_t rd(uint64_t off) {
-    uint8_t b[4];
-    t.read(0, off, b);
-    return b[0] | (b[1] << 8) | (b[2] << 16) | (uint32_t{b[3]} << 24);
-  }
-  void wr(uint64_t off, uint32_t v) {
-    uint8_t b[4] = {uint8_t(v), uint8_t(v >> 8), uint8_t(v >> 16), uint8_t(v >> 24)};
-    t.write(0, off, b);
-  }
-  uint64_t device_features() {
-    wr(kRegDeviceFeaturesSel, 0);
-    uint64_t lo = rd(kRegDeviceFeatures);
-    wr(kRegDeviceFeaturesSel, 1);
-    return lo | (uint64_t{rd(kRegDeviceFeatures)} << 32);
-  }
-  // The Linux driver's sequence; returns the final status.
-  uint32_t negotiate(uint64_t features) {
-    wr(kRegStatus, 0);
-    wr(kRegStatus, kStatusAcknowledge);
-    wr(kRegStatus, kStatusAcknowledge | kStatusDriver);
-    wr(kRegDriverFeaturesSel, 0);
-    wr(kRegDriverFeatures, static_cast<uint32_t>(features));
-    wr(kRegDriverFeaturesSel, 1);
-    wr(kRegDriverFeatures, static_cast<uint32_t>(features >> 32));
-    wr(kRegStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
-    return rd(kRegStatus);
-  }
-  void setup_queue(uint16_t size = 8) {
-    const auto& l = drv.layout();
-    wr(kRegQueueSel, 0);
-    wr(kRegQueueNum, size);
-    wr(kRegQueueDescLow, static_cast<uint32_t>(l.desc));
-    wr(kRegQueueDescHigh, 0);
-    wr(kRegQueueDriverLow, static_cast<uint32_t>(l.avail));
-    wr(kRegQueueDriverHigh, 0);
-    wr(kRegQueueDeviceLow, static_cast<uint32_t>(l.used));
-    wr(kRegQueueDeviceHigh, 0);
-    wr(kRegQueueReady, 1);
-  }
-  void driver_ok() { wr(kRegStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk); }
-  void bring_up() {
-    REQUIRE((negotiate(kFeatureVersion1 | kFeatureEventIdx) & kStatusFeaturesOk) != 0);
-    setup_queue();
-    REQUIRE(rd(kRegQueueReady) == 1);
-    driver_ok();
-  }
+  vicvmm::test::MmioDriver regs{t};
+
+  uint32_t rd(uint64_t off) { return regs.rd(off); }
+  void wr(uint64_t off, uint32_t v) { regs.wr(off, v); }
+  uint64_t device_features() { return regs.device_features(); }
+  uint32_t negotiate(uint64_t features) { return regs.negotiate(features); }
+  void setup_queue(uint16_t size = 8) { regs.setup_queue(drv.layout(), size); }
+  void driver_ok() { regs.driver_ok(); }
+  void bring_up() { REQUIRE(regs.bring_up(drv.layout(), kFeatureVersion1 | kFeatureEventIdx)); }
 };
 
 }  // namespace
@@ -204,7 +167,7 @@ TEST_CASE("virtio-mmio: transport state moves to another transport (clone restor
   a.drv.offer(0);
   a.wr(kRegQueueNotify, 0);
   TransportState s = a.t.save();
-  CHECK(s.status == (kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk));
+  CHECK(s.regs.status == (kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk));
   REQUIRE(s.queues.size() == 1);
   CHECK(s.queues[0].last_avail == 1);
 

@@ -255,9 +255,8 @@ TEST_CASE("virtqueue: indirect descriptor tables") {
 }
 
 TEST_CASE("virtqueue: a chain larger than 4 GiB is refused") {
-  // Writable buffers may overlap: four 1.5 GiB views of the same RAM would
-  // need a 6 GiB used length. A small memory cannot hold them, so use the
-  // indirect path with many repeats of the largest buffer that fits.
+  // Buffers may overlap, so 81 views of the same 60 MiB of RAM add up to
+  // more than a 32-bit used length can report.
   GuestMemory mem = *GuestMemory::create(64ull << 20, Backing::Anonymous);
   FakeDriver drv(mem);
   SplitQueue q(256);

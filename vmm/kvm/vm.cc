@@ -56,44 +56,24 @@ Result<> Vm::irq_line(uint32_t irq, bool level) {
   return {};
 }
 
-namespace {
-kvm_ioeventfd ioeventfd_args(uint64_t gpa, uint32_t len, uint64_t datamatch, int eventfd, uint32_t extra) {
+Result<> Vm::set_ioeventfd(uint64_t gpa, uint32_t len, uint64_t datamatch, int eventfd, bool assign) {
   kvm_ioeventfd a{};
   a.addr = gpa;
   a.len = len;
   a.datamatch = datamatch;
   a.fd = eventfd;
-  a.flags = KVM_IOEVENTFD_FLAG_DATAMATCH | extra;
-  return a;
-}
-}  // namespace
-
-Result<> Vm::add_ioeventfd(uint64_t gpa, uint32_t len, uint64_t datamatch, int eventfd) {
-  auto a = ioeventfd_args(gpa, len, datamatch, eventfd, 0);
-  if (ioctl(fd(), KVM_IOEVENTFD, &a) < 0) return sys_err("KVM_IOEVENTFD at {:#x} (value {})", gpa, datamatch);
+  a.flags = KVM_IOEVENTFD_FLAG_DATAMATCH | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN);
+  if (ioctl(fd(), KVM_IOEVENTFD, &a) < 0)
+    return sys_err("KVM_IOEVENTFD {} at {:#x} (value {})", assign ? "assign" : "deassign", gpa, datamatch);
   return {};
 }
 
-Result<> Vm::remove_ioeventfd(uint64_t gpa, uint32_t len, uint64_t datamatch, int eventfd) {
-  auto a = ioeventfd_args(gpa, len, datamatch, eventfd, KVM_IOEVENTFD_FLAG_DEASSIGN);
-  if (ioctl(fd(), KVM_IOEVENTFD, &a) < 0) return sys_err("KVM_IOEVENTFD deassign at {:#x}", gpa);
-  return {};
-}
-
-Result<> Vm::add_irqfd(int eventfd, uint32_t gsi) {
+Result<> Vm::set_irqfd(int eventfd, uint32_t gsi, bool assign) {
   kvm_irqfd a{};
   a.fd = static_cast<uint32_t>(eventfd);
   a.gsi = gsi;
-  if (ioctl(fd(), KVM_IRQFD, &a) < 0) return sys_err("KVM_IRQFD gsi {}", gsi);
-  return {};
-}
-
-Result<> Vm::remove_irqfd(int eventfd, uint32_t gsi) {
-  kvm_irqfd a{};
-  a.fd = static_cast<uint32_t>(eventfd);
-  a.gsi = gsi;
-  a.flags = KVM_IRQFD_FLAG_DEASSIGN;
-  if (ioctl(fd(), KVM_IRQFD, &a) < 0) return sys_err("KVM_IRQFD deassign gsi {}", gsi);
+  a.flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN;
+  if (ioctl(fd(), KVM_IRQFD, &a) < 0) return sys_err("KVM_IRQFD {} gsi {}", assign ? "assign" : "deassign", gsi);
   return {};
 }
 

@@ -31,12 +31,11 @@ class Vm {
   Result<> irq_line(uint32_t irq, bool level);
 
   // Guest writes of `len` bytes equal to `datamatch` at MMIO address `gpa`
-  // signal `eventfd` instead of exiting to us (a virtqueue kick).
-  Result<> add_ioeventfd(uint64_t gpa, uint32_t len, uint64_t datamatch, int eventfd);
-  Result<> remove_ioeventfd(uint64_t gpa, uint32_t len, uint64_t datamatch, int eventfd);
+  // signal `eventfd` instead of exiting to us (a virtqueue kick); assign
+  // false takes the registration back.
+  Result<> set_ioeventfd(uint64_t gpa, uint32_t len, uint64_t datamatch, int eventfd, bool assign = true);
   // A write to `eventfd` injects an edge on GSI `gsi` (in-kernel irqchip).
-  Result<> add_irqfd(int eventfd, uint32_t gsi);
-  Result<> remove_irqfd(int eventfd, uint32_t gsi);
+  Result<> set_irqfd(int eventfd, uint32_t gsi, bool assign = true);
 
   Result<kvm_clock_data> get_clock() const;
   Result<> set_clock(const kvm_clock_data& c);

@@ -126,14 +126,21 @@ Result<std::shared_ptr<Block>> Block::open(const BlockOptions& opts) {
 
 Block::~Block() {
   if (!ring_ok_) return;
-  // Requests still in flight point into guest memory: wait for them.
+  drain();
+  io_uring_queue_exit(&ring_);
+}
+
+void Block::drain() {
+  // In-flight requests point into guest memory: wait for them, and publish
+  // nothing (the rings they belonged to are being torn down).
   while (in_flight_ > 0) {
     io_uring_cqe* cqe;
     if (io_uring_wait_cqe(&ring_, &cqe) != 0) break;
+    uint64_t head = io_uring_cqe_get_data64(cqe);
+    if (head < pending_.size()) pending_[head].busy = false;
     io_uring_cqe_seen(&ring_, cqe);
     --in_flight_;
   }
-  io_uring_queue_exit(&ring_);
 }
 
 uint64_t Block::features() const {
@@ -159,18 +166,7 @@ void Block::read_config(uint64_t offset, std::span<uint8_t> data) {
   for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof c ? bytes[offset + i] : 0;
 }
 
-void Block::reset() {
-  // The rings are gone; completions still in flight must not be published.
-  // Wait for them (they only touch guest memory, which stays mapped).
-  while (in_flight_ > 0) {
-    io_uring_cqe* cqe;
-    if (io_uring_wait_cqe(&ring_, &cqe) != 0) break;
-    auto& p = pending_[io_uring_cqe_get_data64(cqe)];
-    p.busy = false;
-    io_uring_cqe_seen(&ring_, cqe);
-    --in_flight_;
-  }
-}
+void Block::reset() { drain(); }
 
 void Block::finish(SplitQueue& q, uint16_t head, uint8_t status, uint32_t written) {
   if (pending_[head].status) *pending_[head].status = status;
@@ -180,8 +176,6 @@ void Block::finish(SplitQueue& q, uint16_t head, uint8_t status, uint32_t writte
 void Block::process(size_t queue, QueueHost& host) {
   SplitQueue& q = host.queue(queue);
   bool need_submit = false;
-  // A head already in flight cannot be offered again by a correct driver;
-  // the pending slot guards against one that does.
   while (q.pop(host.memory(), chain_)) {
     ++requests_;
     if (!start_request(q, chain_, need_submit)) break;
@@ -196,7 +190,8 @@ bool Block::start_request(SplitQueue& q, const Chain& c, bool& need_submit) {
   const uint16_t head = c.head;
   Pending& p = pending_[head];
   if (p.busy) {
-    q.fail(QueueFault::MalformedRequest);  // the driver reused a head still in flight
+    // A correct driver never offers a head that is still in flight.
+    q.fail(QueueFault::MalformedRequest);
     return false;
   }
   p.status = nullptr;
@@ -235,14 +230,27 @@ bool Block::start_request(SplitQueue& q, const Chain& c, bool& need_submit) {
   auto in_range = [&](uint64_t bytes) {
     return h.sector <= size_ / kSector && bytes <= size_ - h.sector * kSector;
   };
-  auto sqe_or_busy = [&]() -> io_uring_sqe* {
+  // Queues one SQE for this request; a full ring is submitted first, and a
+  // ring that stays full fails the request rather than waiting.
+  auto submit = [&](auto prep, uint32_t expect, uint32_t written) {
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-    if (!sqe) {  // ring full: submit what we have and try once more
+    if (!sqe) {
       io_uring_submit(&ring_);
       ++submits_;
       sqe = io_uring_get_sqe(&ring_);
     }
-    return sqe;
+    if (!sqe) {
+      finish(q, head, kSIoErr, 1);
+      return true;
+    }
+    prep(sqe);
+    io_uring_sqe_set_data64(sqe, head);
+    p.expect = expect;
+    p.written = written;
+    p.busy = true;
+    ++in_flight_;
+    need_submit = true;
+    return true;
   };
 
   switch (h.type) {
@@ -266,32 +274,18 @@ bool Block::start_request(SplitQueue& q, const Chain& c, bool& need_submit) {
         finish(q, head, kSOk, 1);
         return true;
       }
-      io_uring_sqe* sqe = sqe_or_busy();
-      if (!sqe) {
-        finish(q, head, kSIoErr, 1);
-        return true;
-      }
-      if (in)
-        io_uring_prep_readv(sqe, fd_.get(), p.iov.data(), static_cast<unsigned>(p.iov.size()), h.sector * kSector);
-      else
-        io_uring_prep_writev(sqe, fd_.get(), p.iov.data(), static_cast<unsigned>(p.iov.size()), h.sector * kSector);
-      p.expect = static_cast<uint32_t>(bytes);
-      p.written = static_cast<uint32_t>(in ? bytes + 1 : 1);
-      io_uring_sqe_set_data64(sqe, head);
-      break;
+      return submit(
+          [&](io_uring_sqe* sqe) {
+            auto n = static_cast<unsigned>(p.iov.size());
+            if (in)
+              io_uring_prep_readv(sqe, fd_.get(), p.iov.data(), n, h.sector * kSector);
+            else
+              io_uring_prep_writev(sqe, fd_.get(), p.iov.data(), n, h.sector * kSector);
+          },
+          static_cast<uint32_t>(bytes), static_cast<uint32_t>(in ? bytes + 1 : 1));
     }
-    case kTFlush: {
-      io_uring_sqe* sqe = sqe_or_busy();
-      if (!sqe) {
-        finish(q, head, kSIoErr, 1);
-        return true;
-      }
-      io_uring_prep_fsync(sqe, fd_.get(), 0);
-      p.expect = 0;
-      p.written = 1;
-      io_uring_sqe_set_data64(sqe, head);
-      break;
-    }
+    case kTFlush:
+      return submit([&](io_uring_sqe* sqe) { io_uring_prep_fsync(sqe, fd_.get(), 0); }, 0, 1);
     case kTGetId: {
       uint8_t id[kIdBytes] = {};
       std::memcpy(id, opts_.id.data(), std::min<size_t>(opts_.id.size(), kIdBytes));
@@ -317,27 +311,15 @@ bool Block::start_request(SplitQueue& q, const Chain& c, bool& need_submit) {
         finish(q, head, kSIoErr, 1);
         return true;
       }
-      io_uring_sqe* sqe = sqe_or_busy();
-      if (!sqe) {
-        finish(q, head, kSIoErr, 1);
-        return true;
-      }
       int mode = FALLOC_FL_KEEP_SIZE |
                  (h.type == kTDiscard || (r.flags & 1) ? FALLOC_FL_PUNCH_HOLE : FALLOC_FL_ZERO_RANGE);
-      io_uring_prep_fallocate(sqe, fd_.get(), mode, r.sector * kSector, bytes);
-      p.expect = 0;
-      p.written = 1;
-      io_uring_sqe_set_data64(sqe, head);
-      break;
+      return submit([&](io_uring_sqe* sqe) { io_uring_prep_fallocate(sqe, fd_.get(), mode, r.sector * kSector, bytes); },
+                    0, 1);
     }
     default:
       finish(q, head, kSUnsupp, 1);
       return true;
   }
-  p.busy = true;
-  ++in_flight_;
-  need_submit = true;
-  return true;
 }
 
 void Block::complete(QueueHost& host) {

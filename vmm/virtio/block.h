@@ -65,6 +65,7 @@ class Block : public Device {
   // Handles one popped chain: queues an SQE (true) or finishes it at once.
   bool start_request(SplitQueue& q, const Chain& c, bool& need_submit);
   void finish(SplitQueue& q, uint16_t head, uint8_t status, uint32_t written);
+  void drain();
 
   BlockOptions opts_;
   UniqueFd fd_;

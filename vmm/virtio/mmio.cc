@@ -38,7 +38,6 @@ void MmioTransport::write(uint64_t, uint64_t offset, std::span<const uint8_t> da
   if (offset >= kRegConfig) {
     std::lock_guard lock(mu_);
     device_->write_config(offset - kRegConfig, data);
-    ++regs_.config_generation;
     return;
   }
   if (data.size() != 4 || offset % 4) return;
@@ -140,7 +139,7 @@ void MmioTransport::write_status(uint32_t v) {
 void MmioTransport::reset_locked() {
   device_->reset();
   for (auto& q : queues_) q.reset();
-  regs_ = TransportState{};
+  regs_ = TransportRegs{};
 }
 
 void MmioTransport::reset() {
@@ -193,7 +192,7 @@ void MmioTransport::needs_reset_locked(QueueFault f) {
 
 TransportState MmioTransport::save() const {
   std::lock_guard lock(mu_);
-  TransportState s = regs_;
+  TransportState s{regs_, {}};
   for (const auto& q : queues_) s.queues.push_back(q.state());
   return s;
 }
@@ -201,8 +200,7 @@ TransportState MmioTransport::save() const {
 bool MmioTransport::restore(const TransportState& s) {
   std::lock_guard lock(mu_);
   if (s.queues.size() != queues_.size()) return false;
-  regs_ = s;
-  regs_.queues.clear();
+  regs_ = s.regs;
   bool ok = true;
   for (size_t i = 0; i < queues_.size(); ++i)
     if (queues_[i].restore(mem_, s.queues[i]) != QueueFault::None) ok = false;

@@ -29,15 +29,20 @@ struct TransportStats {
   std::array<std::atomic<uint64_t>, static_cast<size_t>(QueueFault::kCount)> faults{};
 };
 
-// The transport's registers as a snapshot keeps them.
-struct TransportState {
+// The transport's registers.
+struct TransportRegs {
   uint32_t status = 0;
   uint32_t device_features_sel = 0;
   uint32_t driver_features_sel = 0;
   uint32_t queue_sel = 0;
   uint64_t driver_features = 0;
   uint32_t interrupt_status = 0;
-  uint32_t config_generation = 0;
+  uint32_t config_generation = 0;  // bumped when the device changes its config space
+};
+
+// What a snapshot keeps of a transport: registers and queues.
+struct TransportState {
+  TransportRegs regs;
   std::vector<QueueState> queues;
 };
 
@@ -87,7 +92,7 @@ class MmioTransport : public BusDevice, private QueueHost {
   const uint64_t offered_;  // device features | transport features
 
   mutable std::mutex mu_;  // vCPU threads (registers) vs the I/O thread (queues)
-  TransportState regs_;    // .queues unused here: the live queues are queues_
+  TransportRegs regs_;
   std::vector<SplitQueue> queues_;
   TransportStats stats_;
 };

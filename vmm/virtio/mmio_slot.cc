@@ -19,7 +19,7 @@ Result<std::unique_ptr<MmioSlot>> MmioSlot::attach(Vm& vm, Bus& mmio_bus, GuestM
   if (loop) {
     s->irqfd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!s->irqfd_) return sys_err("virtio-{}: eventfd", name);
-    if (auto r = vm.add_irqfd(s->irqfd_.get(), s->irq_); !r) return with_context(r.error(), "virtio-" + name);
+    if (auto r = vm.set_irqfd(s->irqfd_.get(), s->irq_); !r) return with_context(r.error(), "virtio-" + name);
     int fd = s->irqfd_.get();
     raise = [fd] {
       uint64_t one = 1;
@@ -34,7 +34,7 @@ Result<std::unique_ptr<MmioSlot>> MmioSlot::attach(Vm& vm, Bus& mmio_bus, GuestM
     for (uint32_t q = 0; q < s->transport_->queue_count(); ++q) {
       UniqueFd kick(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
       if (!kick) return sys_err("virtio-{}: eventfd", name);
-      VIC_TRY(vm.add_ioeventfd(s->base_ + mmio::kRegQueueNotify, 4, q, kick.get()));
+      VIC_TRY(vm.set_ioeventfd(s->base_ + mmio::kRegQueueNotify, 4, q, kick.get()));
       int fd = kick.get();
       std::weak_ptr<MmioTransport> weak = s->transport_;
       auto token = loop->add(fd, EPOLLIN, [fd, q, weak](uint32_t) {
@@ -43,7 +43,7 @@ Result<std::unique_ptr<MmioSlot>> MmioSlot::attach(Vm& vm, Bus& mmio_bus, GuestM
         if (auto t = weak.lock()) t->notify(q);
       });
       if (!token) {
-        (void)vm.remove_ioeventfd(s->base_ + mmio::kRegQueueNotify, 4, q, fd);
+        (void)vm.set_ioeventfd(s->base_ + mmio::kRegQueueNotify, 4, q, fd, false);
         return tl::unexpected(token.error());
       }
       s->kicks_.push_back(std::move(kick));
@@ -64,8 +64,8 @@ Result<std::unique_ptr<MmioSlot>> MmioSlot::attach(Vm& vm, Bus& mmio_bus, GuestM
 MmioSlot::~MmioSlot() {
   for (uint64_t t : tokens_) loop_->remove(t);
   for (uint32_t q = 0; q < kicks_.size(); ++q)
-    (void)vm_->remove_ioeventfd(base_ + mmio::kRegQueueNotify, 4, q, kicks_[q].get());
-  if (irqfd_) (void)vm_->remove_irqfd(irqfd_.get(), irq_);
+    (void)vm_->set_ioeventfd(base_ + mmio::kRegQueueNotify, 4, q, kicks_[q].get(), false);
+  if (irqfd_) (void)vm_->set_irqfd(irqfd_.get(), irq_, false);
 }
 
 std::string MmioSlot::cmdline_word() const { return fmt::format("virtio_mmio.device=4K@{:#x}:{}", base_, irq_); }

@@ -183,7 +183,8 @@ QueueFault SplitQueue::walk(GuestMemory& mem, uint16_t head, Chain& out) {
       if (entries > kMaxQueueSize) return QueueFault::ChainTooLong;
       auto table = mem.host_ptr(d.addr, d.len);
       if (!table) return QueueFault::BufferOutOfRange;
-      std::vector<uint64_t> seen((entries + 63) / 64, 0);
+      auto& seen = visited_indirect_;
+      seen.assign((entries + 63) / 64, 0);
       uint16_t j = 0;
       for (uint64_t n = 0;; ++n) {
         if (n >= entries) return QueueFault::ChainTooLong;

@@ -128,7 +128,8 @@ class SplitQueue {
   uint8_t* desc_ = nullptr;
   uint8_t* avail_ = nullptr;
   uint8_t* used_ = nullptr;
-  std::vector<uint64_t> visited_;  // one bit per descriptor, reused per chain
+  std::vector<uint64_t> visited_;           // one bit per descriptor, reused per chain
+  std::vector<uint64_t> visited_indirect_;  // the same for an indirect table
 };
 
 }  // namespace vicvmm::virtio
