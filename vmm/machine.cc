@@ -158,22 +158,35 @@ void Machine::on_doorbell(uint32_t event, uint32_t arg) {
     case VIC_EV_PING:
       stats_.doorbell_pings.fetch_add(1, std::memory_order_relaxed);
       break;
+    case VIC_EV_PANIC: {
+      std::string detail;
+      {
+        std::lock_guard lock(stop_mu_);
+        detail = panic_line_.empty() ? "the guest kernel panicked" : panic_line_;
+      }
+      request_stop({StopReason::KernelPanic, 1, detail});
+      break;
+    }
     default:
       break;  // unknown events from a guest are ignored, never trusted
   }
 }
 
 void Machine::on_console_line(const std::string& line) {
-  // Linux has no paravirtual panic notifier without ACPI; its panic line is
-  // the one reliable signal, printed at KERN_EMERG even with `quiet`.
+  // Only the detail of a panic comes from the console: the detection is the
+  // kernel's own VIC_EV_PANIC, since any program can print this text.
   auto pos = line.find("Kernel panic - not syncing");
-  if (pos != std::string::npos) request_stop({StopReason::KernelPanic, 1, line.substr(pos)});
+  if (pos != std::string::npos) {
+    std::lock_guard lock(stop_mu_);
+    panic_line_ = line.substr(pos);
+  }
   if (cfg_.on_console_line) cfg_.on_console_line(line);
 }
 
 void Machine::clear_stop() {
   std::lock_guard lock(stop_mu_);
   stop_ = StopInfo{};
+  panic_line_.clear();
   stopping_ = false;
   for (auto& v : vcpus_) v.run_state()->immediate_exit = 0;
   stats_.t_first_run = 0;

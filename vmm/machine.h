@@ -55,7 +55,7 @@ enum class StopReason {
   GuestReset,         // i8042 reset or KVM system event reset (Linux `reboot`)
   GuestShutdown,      // KVM system event shutdown
   TripleFault,        // KVM_EXIT_SHUTDOWN
-  KernelPanic,        // the guest kernel printed a panic
+  KernelPanic,        // the guest kernel rang VIC_EV_PANIC from panic()
   HaltedNoInterrupts, // HLT with RFLAGS.IF clear: nothing can wake it
   EmulationFailure,   // KVM could not emulate an instruction we cannot help with
   EntryFailure,       // KVM_EXIT_FAIL_ENTRY
@@ -161,6 +161,7 @@ class Machine {
   std::condition_variable stop_cv_;
   std::atomic<bool> stopping_{false};
   StopInfo stop_;
+  std::string panic_line_;  // the last "Kernel panic" console line: the detail of VIC_EV_PANIC
 };
 
 }  // namespace vicvmm

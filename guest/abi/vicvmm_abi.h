@@ -34,6 +34,8 @@ enum vic_event {
   VIC_EV_ERROR = 3,     /* agent failed before running the command (arg: errno) */
   VIC_EV_TEMPLATE = 4,  /* agent parked itself as a template (clone engine) */
   VIC_EV_PING = 5,      /* no-op used to measure the channel's round trip */
+  VIC_EV_PANIC = 6,     /* the guest kernel panicked (rung by panic() itself:
+                           guest/kernel/panic-doorbell.patch) */
 };
 
 #define VIC_EXIT_SIGNALED 0x100u /* set in VIC_EV_EXIT arg when killed by a signal */

@@ -1,6 +1,7 @@
 // `vicvmm` on bad input: one clear error line, a non-zero exit, no crash.
 // None of these reach a running guest, so they run without /dev/kvm too.
 #define CATCH_CONFIG_MAIN
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -112,4 +113,35 @@ TEST_CASE("version and help succeed") {
   Outcome h = run_process({vicvmm_bin(), "run", "--help"});
   CHECK(h.status == 0);
   CHECK(h.out.find("--mem") != std::string::npos);
+}
+
+TEST_CASE("--disk: a missing image, an unknown option, a FIFO, a directory, an empty path") {
+  auto e = expect_error({"run", "--disk", "/nonexistent/disk.img", "--", "/bin/true"});
+  CHECK(e.find("disk /nonexistent/disk.img") != std::string::npos);
+  CHECK(e.find("No such file") != std::string::npos);
+
+  auto img = temp_file("disk.img", std::string(4096, '\0'));
+  e = expect_error({"run", "--disk", img + ",rox", "--", "/bin/true"});
+  CHECK(e.find("unknown option 'rox'") != std::string::npos);
+
+  std::string fifo = "/tmp/vicvmm-cli-" + std::to_string(getpid()) + "-disk.fifo";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  e = expect_error({"run", "--disk", fifo, "--", "/bin/true"});  // must not hang in open()
+  CHECK(e.find("not a regular file or block device") != std::string::npos);
+  unlink(fifo.c_str());
+
+  e = expect_error({"run", "--disk", "/tmp", "--", "/bin/true"});
+  CHECK(e.find("disk /tmp") != std::string::npos);
+  e = expect_error({"run", "--disk", ",ro", "--", "/bin/true"});
+  CHECK(e.find("no image path") != std::string::npos);
+  unlink(img.c_str());
+}
+
+TEST_CASE("--disk: a read-write image is never opened twice, a read-only one may be") {
+  auto img = temp_file("disk2.img", std::string(4096, '\0'));
+  auto e = expect_error({"run", "--disk", img, "--disk", img, "--", "/bin/true"});
+  CHECK(e.find("in use by another VM") != std::string::npos);
+  e = expect_error({"run", "--disk", img + ",ro", "--disk", img, "--", "/bin/true"});
+  CHECK(e.find("in use by another VM") != std::string::npos);
+  unlink(img.c_str());
 }

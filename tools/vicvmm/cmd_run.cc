@@ -14,6 +14,7 @@
 #include "tools/vicvmm/options.h"
 #include "vmm/linux_boot.h"
 #include "vmm/mapped_file.h"
+#include "vmm/virtio/block.h"
 #include "vmm/virtio/rng.h"
 
 namespace vicvmm::cli {
@@ -76,6 +77,16 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   if (!mem_size) return fail(mem_size.error());
   if (o.vcpus == 0 || o.vcpus > 254) return fail(Error{fmt::format("--vcpus {}: must be 1..254", o.vcpus)});
 
+  // Disks open (and lock) before anything else, so a bad one fails fast.
+  std::vector<std::shared_ptr<virtio::Block>> disks;
+  for (const auto& text : o.disks) {
+    auto d = virtio::parse_disk_option(text);
+    if (!d) return fail(d.error());
+    auto blk = virtio::Block::open(*d);
+    if (!blk) return fail(blk.error());
+    disks.push_back(std::move(*blk));
+  }
+
   auto kernel = MappedFile::open(o.kernel.empty() ? default_kernel() : o.kernel, "kernel");
   if (!kernel) {
     if (o.kernel.empty()) kernel.error().message += " (build the default guest with ./tools/demo, or pass --kernel)";
@@ -109,6 +120,10 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   if (!o.no_rng) {
     auto rng = m.add_virtio(std::make_shared<virtio::Rng>());
     if (!rng) return fail(rng.error());
+  }
+  for (auto& d : disks) {
+    auto slot = m.add_virtio(std::move(d));
+    if (!slot) return fail(slot.error());
   }
 
   LinuxBootSpec spec;

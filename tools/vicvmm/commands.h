@@ -17,6 +17,7 @@ struct RunOptions {
   std::string hostname = "vicvmm";
   bool port_doorbell = false;   // agent reports through the I/O port instead of MMIO
   bool no_rng = false;          // leave out the virtio-rng device
+  std::vector<std::string> disks;  // --disk PATH[,ro|rw], /dev/vda, /dev/vdb, ... in order
   unsigned timeout_s = 0;
   bool stats = false;
   std::vector<std::string> command;

@@ -36,6 +36,9 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--hostname", run.hostname, "Guest hostname")->capture_default_str();
   run_cmd->add_flag("--port-doorbell", run.port_doorbell, "Agent reports through an I/O port instead of MMIO");
   run_cmd->add_flag("--no-rng", run.no_rng, "No virtio-rng device (the guest's /dev/hwrng)");
+  run_cmd->add_option("--disk", run.disks,
+                      "Raw disk image PATH[,ro|rw] on virtio-blk: /dev/vda, /dev/vdb, ... in order (repeatable; "
+                      "default rw, locked so no other VM uses it)");
   run_cmd->add_option("--timeout", run.timeout_s, "Stop the guest after this many seconds (0: never)");
   run_cmd->add_flag("--stats", run.stats, "Print exit counters, host assists and timings to stderr");
   run_cmd->add_option("command", run.command, "Command and arguments to run in the guest (after --)");
