@@ -44,6 +44,18 @@ Result<std::unique_ptr<Clone>> Clone::create(const Kvm& kvm, std::shared_ptr<con
   VIC_ASSIGN(c->machine_, Machine::create(kvm, cfg));
   // CPUID must be set before the first KVM_RUN and never changes: shell work.
   VIC_TRY(c->machine_->vcpu(0).set_cpuid(c->tmpl_->state().cpuid));
+  // Each clone opens its own backends behind the template's slots.
+  for (const DeviceRecord& rec : c->tmpl_->state().devices) {
+    virtio::DeviceSpec spec = rec.spec;
+    if (spec.device_id == virtio::kDeviceBlock && !spec.read_only)
+      return err("clone: the template's disk {} is read-write; clones cannot share it", spec.path);
+    auto dev = virtio::open_device(spec, spec.device_id == virtio::kDeviceBlock ? &rec.spec.identity : nullptr);
+    if (!dev) return err("clone: {}", dev.error().message);
+    VIC_TRY(c->machine_->add_virtio(std::move(*dev)));
+  }
+  // The I/O thread writes guest memory too (used rings, read buffers):
+  // those pages must be discarded on reset like the guest's own.
+  if (opts.dirty_tracking && !c->machine_->virtio_slots().empty()) c->machine_->memory().enable_host_write_log();
   for (const auto& r : c->machine_->memory().regions())
     c->dirty_.emplace_back((r.size / kPage + 63) / 64, 0);
   if (c->restore_ahead_) VIC_TRY(c->restore_template_state());
@@ -55,7 +67,19 @@ Result<> Clone::restore_template_state() {
   VIC_TRY(restore_vm(machine_->vm(), s.vm, machine_->config().pit));
   VIC_TRY(restore_vcpu(machine_->vcpu(0), s.vcpu));
   machine_->serial().restore(s.serial);
+  VIC_TRY(restore_devices(s.devices));
   restored_ = true;
+  return {};
+}
+
+Result<> Clone::restore_devices(const std::vector<DeviceRecord>& devices) {
+  const auto& slots = machine_->virtio_slots();
+  if (devices.size() != slots.size())
+    return err("clone {}: {} saved devices for {} virtio slots", id_, devices.size(), slots.size());
+  for (size_t i = 0; i < slots.size(); ++i)
+    if (!slots[i]->transport().restore(devices[i].transport))
+      return err("clone {}: virtio-{} (slot {}): saved queues do not fit this guest's memory", id_,
+                 slots[i]->transport().name(), i);
   return {};
 }
 
@@ -92,6 +116,7 @@ Result<> Clone::harvest_dirty_log() {
     if (ioctl(machine_->vm().fd(), KVM_GET_DIRTY_LOG, &log) < 0)
       return sys_err("clone {}: KVM_GET_DIRTY_LOG slot {}", id_, log.slot);
     for (size_t w = 0; w < bitmap.size(); ++w) dirty_[i][w] |= bitmap[w];
+    machine_->memory().take_host_writes(i, dirty_[i]);
   }
   return {};
 }
@@ -116,6 +141,9 @@ Result<std::vector<uint64_t>> Clone::dirty_page_list() {
 }
 
 Result<> Clone::reset() {
+  // Devices first: a request in flight could write a page after it was
+  // discarded below.
+  for (const auto& slot : machine_->virtio_slots()) slot->transport().reset();
   VIC_TRY(harvest_dirty_log());
   // MADV_DONTNEED on a MAP_PRIVATE file mapping drops the private copies:
   // the next access sees the template's page again. Contiguous runs of
@@ -179,6 +207,9 @@ Result<> Clone::save_diff(const std::string& dir) {
   VIC_ASSIGN(state.vm, save_vm(machine_->vm(), pit));
   if (!pit) state.vm.pit = tmpl_->state().vm.pit;  // what a clone with a PIT would restore
   state.serial = machine_->serial().save();
+  // Requests in flight finish first: their buffers are among the pages.
+  for (size_t i = 0; i < state.devices.size() && i < machine_->virtio_slots().size(); ++i)
+    state.devices[i].transport = machine_->virtio_slots()[i]->transport().quiesce_and_save();
   VIC_ASSIGN(auto pages, dirty_page_list());
 
   // Only the written pages, in an otherwise untouched (all-zero, unallocated)
@@ -251,6 +282,7 @@ Result<std::unique_ptr<Clone>> Clone::from_diff(const Kvm& kvm, std::shared_ptr<
   VIC_TRY(restore_vm(c->machine_->vm(), diff.state.vm, c->machine_->config().pit));
   VIC_TRY(restore_vcpu(c->machine_->vcpu(0), diff.state.vcpu));
   c->machine_->serial().restore(diff.state.serial);
+  VIC_TRY(c->restore_devices(diff.state.devices));
   c->requested_ns_ = monotonic_ns();
   return c;
 }

@@ -80,6 +80,7 @@ class Clone {
  private:
   Result<> harvest_dirty_log();
   Result<> restore_template_state();
+  Result<> restore_devices(const std::vector<DeviceRecord>& devices);
 
   std::shared_ptr<const Template> tmpl_;
   std::unique_ptr<Machine> machine_;

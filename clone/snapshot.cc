@@ -29,14 +29,14 @@ namespace {
 enum Tag : uint32_t {
   kRegs = 1, kSregs, kFpu, kXsave, kXcrs, kLapic, kMpState, kVcpuEvents, kDebugregs,
   kPicMaster, kPicSlave, kIoapic, kPit, kClock,
-  kMsrs, kCpuid, kSerial,
+  kMsrs, kCpuid, kSerial, kDevices,
 };
-constexpr uint32_t kLastTag = kSerial;
+constexpr uint32_t kLastTag = kDevices;
 
 const char* tag_name(uint32_t tag) {
   static constexpr const char* kNames[] = {
       "?", "regs", "sregs", "fpu", "xsave", "xcrs", "lapic", "mp_state", "vcpu_events",
-      "debugregs", "pic_master", "pic_slave", "ioapic", "pit", "clock", "msrs", "cpuid", "serial",
+      "debugregs", "pic_master", "pic_slave", "ioapic", "pit", "clock", "msrs", "cpuid", "serial", "devices",
   };
   static_assert(std::size(kNames) == kLastTag + 1);
   return tag <= kLastTag ? kNames[tag] : "?";
@@ -352,6 +352,28 @@ void encode_serial(ByteWriter& w, const SerialState& s) {
   }
 }
 
+void encode_devices(ByteWriter& w, const std::vector<DeviceRecord>& devices) {
+  w.u32(static_cast<uint32_t>(devices.size()));
+  for (const DeviceRecord& d : devices) {
+    w.u32(d.spec.device_id);
+    w.u32(d.spec.read_only ? 1 : 0);
+    w.u32(static_cast<uint32_t>(d.spec.path.size()));
+    w.bytes(d.spec.path.data(), d.spec.path.size());
+    for (uint64_t v : {d.spec.identity.dev, d.spec.identity.ino, d.spec.identity.size, d.spec.identity.mtime_ns}) w.u64(v);
+    const auto& r = d.transport.regs;
+    for (uint32_t v : {r.status, r.device_features_sel, r.driver_features_sel, r.queue_sel}) w.u32(v);
+    w.u64(r.driver_features);
+    w.u32(r.interrupt_status);
+    w.u32(r.config_generation);
+    w.u32(static_cast<uint32_t>(d.transport.queues.size()));
+    for (const auto& q : d.transport.queues) {
+      for (uint16_t v : {q.size, q.ready, q.last_avail, q.next_used, q.signalled_used, q.event_idx, q.indirect, q.reserved})
+        w.bytes(&v, 2);  // x86-64: little-endian already
+      for (uint64_t v : {q.desc, q.avail, q.used}) w.u64(v);
+    }
+  }
+}
+
 // A count-prefixed section's count, checked against its limit and its length.
 Result<uint32_t> section_count(std::span<const uint8_t> b, const char* name, size_t prefix,
                                size_t entry_bytes, uint32_t max) {
@@ -399,6 +421,54 @@ Result<> decode_serial(std::span<const uint8_t> b, SerialState& s) {
   return {};
 }
 
+Result<> decode_devices(std::span<const uint8_t> b, std::vector<DeviceRecord>& devices) {
+  ByteReader r(b);
+  auto need = [&](size_t n, const char* what) -> Result<> {
+    if (r.remaining() < n) return err("section 'devices': truncated at {} (offset {})", what, r.offset());
+    return {};
+  };
+  VIC_TRY(need(4, "the count"));
+  uint32_t count = r.u32();
+  if (count > kMaxDevices) return err("section 'devices': {} devices, at most {} allowed", count, kMaxDevices);
+  devices.assign(count, DeviceRecord{});
+  for (DeviceRecord& d : devices) {
+    VIC_TRY(need(12, "a device header"));
+    d.spec.device_id = r.u32();
+    uint32_t flags = r.u32();
+    uint32_t path_len = r.u32();
+    if (d.spec.device_id != virtio::kDeviceBlock && d.spec.device_id != virtio::kDeviceRng)
+      return err("section 'devices': unknown device id {}", d.spec.device_id);
+    if (flags > 1) return err("section 'devices': unknown flags {:#x}", flags);
+    d.spec.read_only = flags & 1;
+    if (path_len > kMaxDevicePath) return err("section 'devices': a {}-byte path, at most {}", path_len, kMaxDevicePath);
+    VIC_TRY(need(path_len + 32 + 32 + 4, "a device"));
+    auto path = r.take(path_len);
+    d.spec.path.assign(path.begin(), path.end());
+    if (d.spec.path.find('\0') != std::string::npos) return err("section 'devices': a path with a NUL byte");
+    for (uint64_t* v : {&d.spec.identity.dev, &d.spec.identity.ino, &d.spec.identity.size, &d.spec.identity.mtime_ns})
+      *v = r.u64();
+    auto& g = d.transport.regs;
+    for (uint32_t* v : {&g.status, &g.device_features_sel, &g.driver_features_sel, &g.queue_sel}) *v = r.u32();
+    g.driver_features = r.u64();
+    g.interrupt_status = r.u32();
+    g.config_generation = r.u32();
+    uint32_t queues = r.u32();
+    if (queues > kMaxDeviceQueues) return err("section 'devices': {} queues, at most {}", queues, kMaxDeviceQueues);
+    VIC_TRY(need(size_t{queues} * 40, "the queues"));
+    d.transport.queues.assign(queues, virtio::QueueState{});
+    for (auto& q : d.transport.queues) {
+      for (uint16_t* v : {&q.size, &q.ready, &q.last_avail, &q.next_used, &q.signalled_used, &q.event_idx, &q.indirect,
+                          &q.reserved}) {
+        auto two = r.take(2);
+        *v = static_cast<uint16_t>(two[0] | (two[1] << 8));
+      }
+      for (uint64_t* v : {&q.desc, &q.avail, &q.used}) *v = r.u64();
+    }
+  }
+  if (r.remaining() != 0) return err("section 'devices': {} bytes past the last device", r.remaining());
+  return {};
+}
+
 Result<> decode_raw(uint32_t tag, std::span<const uint8_t> b, TemplateState& s) {
   Result<> r;
   for_each_raw_section(s, [&](uint32_t t, auto* field) {
@@ -417,6 +487,7 @@ Result<> decode_section(uint32_t tag, std::span<const uint8_t> b, TemplateState&
     case kMsrs: return decode_msrs(b, s.vcpu.msrs);
     case kCpuid: return decode_cpuid(b, s.cpuid);
     case kSerial: return decode_serial(b, s.serial);
+    case kDevices: return decode_devices(b, s.devices);
     default: return decode_raw(tag, b, s);
   }
 }
@@ -445,6 +516,13 @@ Result<std::vector<uint8_t>> encode_payload(const TemplateState& s) {
   end_section(w, len_at);
   begin_section(w, kSerial, len_at);
   encode_serial(w, s.serial);
+  end_section(w, len_at);
+  if (s.devices.size() > kMaxDevices) return err("{} devices, the format allows at most {}", s.devices.size(), kMaxDevices);
+  for (const auto& d : s.devices)
+    if (d.spec.path.size() > kMaxDevicePath || d.transport.queues.size() > kMaxDeviceQueues)
+      return err("device {}: a path or queue count the format cannot hold", d.spec.path);
+  begin_section(w, kDevices, len_at);
+  encode_devices(w, s.devices);
   end_section(w, len_at);
   return w.take();
 }

@@ -8,7 +8,7 @@
 //
 //   offset size  field
 //        0    8  magic "VICVMMSN"
-//        8    4  format version (u32), currently 1
+//        8    4  format version (u32), currently 2 (1 had no devices section)
 //       12    4  header size (u32), 120 in version 1
 //       16    4  host kind (u32): 0 = hardware-kvm, 1 = nested-pvm
 //       20    4  struct count (u32), 14 in version 1
@@ -40,6 +40,16 @@
 //          stored and reads back as zero); length == 4 + 28 * count.
 //     17 serial: 8 bytes: ier, lcr, mcr, scr, dll, dlm, fifo_enabled,
 //          thr_empty_pending.
+//     18 devices: count (u32, <= 16), then per virtio slot in order:
+//          device id (u32: 2 blk, 4 rng), flags (u32: bit 0 read-only),
+//          path length (u32, <= 4096) and path bytes (the disk image; empty
+//          for rng), the image's dev, inode, size and mtime in ns (4 x u64),
+//          transport registers: status, device_features_sel,
+//          driver_features_sel, queue_sel (4 x u32), driver_features
+//          (u64), interrupt_status, config_generation (2 x u32), then the
+//          queue count (u32, <= 8) and per queue: size, ready, last_avail,
+//          next_used, signalled_used, event_idx, indirect, reserved
+//          (8 x u16), desc, avail, used (3 x u64 guest-physical).
 //
 // memory.bin = the guest RAM image, exactly mem_size bytes. Pages are 4 KiB
 //   (the last may be shorter if mem_size is not a multiple); all-zero pages
@@ -90,12 +100,15 @@ Result<LoadedSnapshot> read_snapshot(const std::string& dir, HostKind expected_h
 namespace snapshot_detail {
 
 inline constexpr char kMagic[8] = {'V', 'I', 'C', 'V', 'M', 'M', 'S', 'N'};
-inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kFormatVersion = 2;  // 2: + devices
 inline constexpr size_t kHeaderSize = 120;
 inline constexpr size_t kStructCount = 14;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint32_t kMaxMsrs = 4096;
 inline constexpr uint32_t kMaxCpuidEntries = 512;
+inline constexpr uint32_t kMaxDevices = 16;      // virtio::kMaxSlots
+inline constexpr uint32_t kMaxDeviceQueues = 8;
+inline constexpr uint32_t kMaxDevicePath = 4096;
 inline constexpr uint64_t kMaxPayloadSize = 1 << 20;  // a valid payload is < 100 KiB
 
 inline constexpr const char* kStateFile = "state.bin";

@@ -23,6 +23,13 @@ Result<std::shared_ptr<const Template>> Template::boot(const Kvm& kvm, const Tem
   cfg.console_limit = spec.console_limit;
   cfg.timeout = spec.timeout;
   VIC_ASSIGN(auto machine, Machine::create(kvm, cfg));
+  std::vector<virtio::DeviceSpec> devices = spec.devices;
+  for (auto& d : devices) {
+    if (d.device_id == virtio::kDeviceBlock && !d.read_only)
+      return err("template: disk {} is read-write; every clone would share it (add ,ro)", d.path);
+    VIC_ASSIGN(auto dev, virtio::open_device(d));
+    VIC_TRY(machine->add_virtio(std::move(dev)));
+  }
 
   LinuxBootSpec boot;
   boot.kernel = spec.kernel;
@@ -36,10 +43,11 @@ Result<std::shared_ptr<const Template>> Template::boot(const Kvm& kvm, const Tem
   if (stop.reason != StopReason::TemplateReady)
     return err("template: guest stopped before the agent was ready: {}: {}", stop_reason_name(stop.reason),
                stop.detail);
-  return capture(kvm, std::move(machine));
+  return capture(kvm, std::move(machine), std::move(devices));
 }
 
-Result<std::shared_ptr<const Template>> Template::capture(const Kvm& kvm, std::unique_ptr<Machine> machine) {
+Result<std::shared_ptr<const Template>> Template::capture(const Kvm& kvm, std::unique_ptr<Machine> machine,
+                                                          std::vector<virtio::DeviceSpec> devices) {
   if (!machine) return err("template: no machine");
   if (machine->memory().backing() != Backing::SharedMemfd)
     return err("template: the machine's memory must be a shared memfd (it is {})",
@@ -48,7 +56,28 @@ Result<std::shared_ptr<const Template>> Template::capture(const Kvm& kvm, std::u
   if (!machine->config().irqchip)
     return err("template: the machine has no in-kernel irqchip (clones always have one, so templates need it too)");
 
+  const auto& slots = machine->virtio_slots();
+  if (devices.size() != slots.size())
+    return err("template: {} device descriptions for {} virtio slots", devices.size(), slots.size());
+
   auto t = std::make_shared<Template>();
+  // Devices first: finishing their requests may raise interrupts, which
+  // the irqchip and vCPU state saved below must include.
+  for (size_t i = 0; i < slots.size(); ++i) {
+    if (slots[i]->transport().device().device_id() != devices[i].device_id)
+      return err("template: virtio slot {} holds a {} device, described as {}", i, slots[i]->transport().name(),
+                 virtio::device_kind_name(devices[i].device_id));
+    slots[i]->stop_io();
+    DeviceRecord rec{devices[i], slots[i]->transport().quiesce_and_save()};
+    // An irqfd reaches a pin through a kernel work item, maybe not yet
+    // run: drive the line ourselves so the irqchip state saved below has
+    // any pending interrupt (at worst the guest sees one extra, spurious).
+    if (rec.transport.regs.interrupt_status) {
+      VIC_TRY(machine->vm().irq_line(slots[i]->irq(), true));
+      VIC_TRY(machine->vm().irq_line(slots[i]->irq(), false));
+    }
+    t->state_.devices.push_back(std::move(rec));
+  }
   Vcpu& vcpu = machine->vcpu(0);
   // The doorbell store is still in flight inside KVM; finish it so the
   // saved RIP is past it and no clone repeats it.

@@ -25,6 +25,8 @@ struct TemplateSpec {
   int console_fd = -1;  // the template's boot console; -1 discards it
   uint64_t console_limit = 0;  // bytes written to console_fd before the rest is dropped; 0: no cap
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+  // In slot order. Disks must be read-only: every clone shares them.
+  std::vector<virtio::DeviceSpec> devices;
 };
 
 class Template {
@@ -33,8 +35,11 @@ class Template {
   static Result<std::shared_ptr<const Template>> boot(const Kvm& kvm, const TemplateSpec& spec);
   // Captures any machine stopped at its agent's VIC_EV_TEMPLATE doorbell
   // (Linux or a tiny test guest). The machine must use Backing::SharedMemfd
-  // and is consumed: its memory becomes the template's, sealed.
-  static Result<std::shared_ptr<const Template>> capture(const Kvm& kvm, std::unique_ptr<Machine> machine);
+  // and is consumed: its memory becomes the template's, sealed. `devices`
+  // describes the machine's virtio slots, in order (their in-flight
+  // requests are finished, then their state recorded).
+  static Result<std::shared_ptr<const Template>> capture(const Kvm& kvm, std::unique_ptr<Machine> machine,
+                                                         std::vector<virtio::DeviceSpec> devices = {});
   // From a snapshot directory written by save() (clone/snapshot.h).
   static Result<std::shared_ptr<const Template>> load(const std::string& dir, HostKind host,
                                                       bool verify_memory = true);

@@ -120,6 +120,16 @@ TemplateState sample_state(uint64_t mem_size) {
     e.eax = 0xa0000000 + i, e.ebx = 0xb0000000 + i, e.ecx = 0xc0000000 + i, e.edx = 0xd0000000 + i;
     s.cpuid.push_back(e);
   }
+  DeviceRecord rng;
+  rng.spec.device_id = virtio::kDeviceRng;
+  rng.transport.regs = {0x0f, 1, 1, 0, 0x130000000ull, 1, 0};
+  rng.transport.queues.push_back({256, 1, 17, 17, 16, 1, 1, 0, 0x10000, 0x11000, 0x12000});
+  s.devices.push_back(rng);
+  DeviceRecord blk;
+  blk.spec = {virtio::kDeviceBlock, "/images/debian.erofs", true, {0x803, 123456, 1 << 30, 1700000000123456789ull}};
+  blk.transport.regs = {0x0f, 0, 1, 0, 0x130000264ull, 0, 2};
+  blk.transport.queues.push_back({128, 1, 0xfffe, 0xfffd, 0xfff0, 1, 0, 0, 0x20000, 0x21000, 0x22000});
+  s.devices.push_back(blk);
   return s;
 }
 
@@ -159,6 +169,17 @@ void require_same_state(const TemplateState& a, const TemplateState& b) {
   CHECK(same_bytes(a.serial, b.serial));
   REQUIRE(a.cpuid.size() == b.cpuid.size());
   for (size_t i = 0; i < a.cpuid.size(); ++i) CHECK(same_bytes(a.cpuid[i], b.cpuid[i]));
+  REQUIRE(a.devices.size() == b.devices.size());
+  for (size_t i = 0; i < a.devices.size(); ++i) {
+    const auto &x = a.devices[i], &y = b.devices[i];
+    CHECK(x.spec.device_id == y.spec.device_id);
+    CHECK(x.spec.path == y.spec.path);
+    CHECK(x.spec.read_only == y.spec.read_only);
+    CHECK(x.spec.identity == y.spec.identity);
+    CHECK(same_bytes(x.transport.regs, y.transport.regs));
+    REQUIRE(x.transport.queues.size() == y.transport.queues.size());
+    for (size_t q = 0; q < x.transport.queues.size(); ++q) CHECK(same_bytes(x.transport.queues[q], y.transport.queues[q]));
+  }
 }
 
 // Maps memory_fd MAP_PRIVATE, as a clone would, and compares with `image`.
@@ -200,7 +221,7 @@ size_t section_offset(const std::vector<uint8_t>& payload, uint32_t tag) {
   return 0;
 }
 
-constexpr uint32_t kTagMsrs = 15, kTagSerial = 17;
+constexpr uint32_t kTagMsrs = 15, kTagSerial = 17, kTagDevices = 18;
 
 // A small valid snapshot in a temp dir, for the rejection tests.
 struct Fixture {
@@ -445,7 +466,11 @@ TEST_CASE("snapshot: damaged state.bin is rejected with the cause") {
   }
   SECTION("wrong version, checksums intact") {
     patch_state(f.dir, [](sd::Header& h, std::vector<uint8_t>&) { h.version = 7; });
-    CHECK_THAT(f.load_error(), Contains("state.bin: format version 7, this vicvmm reads 1"));
+    CHECK_THAT(f.load_error(), Contains("state.bin: format version 7, this vicvmm reads 2"));
+  }
+  SECTION("a version 1 snapshot (before devices)") {
+    patch_state(f.dir, [](sd::Header& h, std::vector<uint8_t>&) { h.version = 1; });
+    CHECK_THAT(f.load_error(), Contains("state.bin: format version 1, this vicvmm reads 2"));
   }
   SECTION("different KVM struct layout") {
     patch_state(f.dir, [](sd::Header& h, std::vector<uint8_t>&) { h.struct_sizes[1] += 8; });
@@ -478,16 +503,16 @@ TEST_CASE("snapshot: damaged state.bin is rejected with the cause") {
   }
   SECTION("missing section") {
     patch_state(f.dir, [](sd::Header&, std::vector<uint8_t>& p) {
-      p.resize(section_offset(p, kTagSerial));  // serial is last
+      p.resize(section_offset(p, kTagDevices));  // devices is last
     });
-    CHECK_THAT(f.load_error(), Contains("state.bin: missing section 'serial'"));
+    CHECK_THAT(f.load_error(), Contains("state.bin: missing section 'devices'"));
   }
   SECTION("duplicate section") {
     patch_state(f.dir, [](sd::Header&, std::vector<uint8_t>& p) {
-      std::vector<uint8_t> serial(p.begin() + section_offset(p, kTagSerial), p.end());
-      p.insert(p.end(), serial.begin(), serial.end());
+      std::vector<uint8_t> last(p.begin() + section_offset(p, kTagDevices), p.end());
+      p.insert(p.end(), last.begin(), last.end());
     });
-    CHECK_THAT(f.load_error(), Contains("state.bin: duplicate section 'serial'"));
+    CHECK_THAT(f.load_error(), Contains("state.bin: duplicate section 'devices'"));
   }
   SECTION("unknown section tag") {
     patch_state(f.dir, [](sd::Header&, std::vector<uint8_t>& p) { p[0] = 99; });
@@ -495,9 +520,31 @@ TEST_CASE("snapshot: damaged state.bin is rejected with the cause") {
   }
   SECTION("section longer than the payload") {
     patch_state(f.dir, [](sd::Header&, std::vector<uint8_t>& p) {
-      p[section_offset(p, kTagSerial) + 5] = 1;  // length 8 -> 264
+      p[section_offset(p, kTagDevices) + 5] += 1;  // length + 256
     });
-    CHECK_THAT(f.load_error(), Contains("state.bin: section 'serial' claims 264 bytes"));
+    CHECK_THAT(f.load_error(), Contains("state.bin: section 'devices' claims"));
+  }
+  SECTION("devices: too many, an unknown device, a truncated one, a hostile path length") {
+    const auto original = read_file(f.state_bin);
+    auto devices_error = [&](auto edit) {
+      write_file(f.state_bin, original);
+      patch_state(f.dir, [&](sd::Header&, std::vector<uint8_t>& p) { edit(p, section_offset(p, kTagDevices) + 8); });
+      return f.load_error();
+    };
+    CHECK_THAT(devices_error([](std::vector<uint8_t>& p, size_t at) { p[at] = 17; }),
+               Contains("section 'devices': 17 devices, at most 16"));
+    CHECK_THAT(devices_error([](std::vector<uint8_t>& p, size_t at) { p[at + 4] = 9; }),
+               Contains("section 'devices': unknown device id 9"));
+    CHECK_THAT(devices_error([](std::vector<uint8_t>& p, size_t at) { p[at + 12 + 3] = 0x7f; }),
+               Contains("section 'devices': a 2130706432-byte path, at most 4096"));
+    CHECK_THAT(devices_error([](std::vector<uint8_t>& p, size_t at) {
+                 uint32_t len;
+                 std::memcpy(&len, &p[at - 4], 4);
+                 p.resize(p.size() - 10);  // the last queue loses its tail
+                 len -= 10;
+                 std::memcpy(&p[at - 4], &len, 4);
+               }),
+               Contains("section 'devices': truncated at the queues"));
   }
   SECTION("missing state.bin") {
     REQUIRE(::unlink(f.state_bin.c_str()) == 0);

@@ -13,6 +13,7 @@
 #include "tools/vicvmm/options.h"
 #include "vmm/machine.h"
 #include "vmm/mapped_file.h"
+#include "vmm/virtio/block.h"
 
 namespace vicvmm::cli {
 
@@ -31,6 +32,17 @@ int cmd_template_create(const TemplateCreateOptions& o) {
     return fail(fmt::format("template '{}' already exists (use --force to replace it)", o.name));
   auto mem = parse_guest_memory(o.mem);
   if (!mem) return fail(mem.error().message);
+  std::vector<virtio::DeviceSpec> devices;
+  if (!o.no_rng) devices.push_back({virtio::kDeviceRng, {}, false, {}});
+  for (const auto& text : o.disks) {
+    auto d = virtio::parse_disk_option(text);
+    if (!d) return fail(d.error().message);
+    if (!d->read_only)
+      return fail(fmt::format("--disk {}: a template's disks must be read-only (,ro): every clone shares them", text));
+    std::error_code ec;  // clones run from anywhere: keep the absolute path
+    auto abs = std::filesystem::absolute(d->path, ec);
+    devices.push_back({virtio::kDeviceBlock, ec ? d->path : abs.string(), true, {}});
+  }
   auto kernel = MappedFile::open(o.kernel.empty() ? default_kernel() : o.kernel, "kernel");
   if (!kernel) return fail(kernel.error().message);
   auto initrd = MappedFile::open(o.initrd.empty() ? default_initrd() : o.initrd, "initrd");
@@ -48,6 +60,7 @@ int cmd_template_create(const TemplateCreateOptions& o) {
   spec.extra_cmdline = o.cmdline;
   spec.console_fd = console->fd.get();
   spec.console_limit = console->limit;
+  spec.devices = std::move(devices);
   fmt::print(stderr, "vicvmm: booting template '{}'...\n", o.name);
   auto tmpl = Template::boot(*kvm, spec);
   if (!tmpl) return fail(tmpl.error().message);

@@ -31,6 +31,8 @@ struct TemplateCreateOptions {
   std::string console = "none";  // the template's boot log: none, stdout or a file
   std::string console_limit;     // as for run
   bool force = false;            // replace an existing template
+  bool no_rng = false;
+  std::vector<std::string> disks;  // --disk PATH,ro: shared by every clone
 };
 int cmd_template_create(const TemplateCreateOptions& o);
 int cmd_template_ls();

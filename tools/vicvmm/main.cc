@@ -56,6 +56,9 @@ int main(int argc, char** argv) {
   tc_cmd->add_option("--console", tc.console, "Boot log: none, stdout or a file")->capture_default_str();
   tc_cmd->add_option("--console-limit", tc.console_limit, "As for run: cap on the boot log's size");
   tc_cmd->add_flag("--force", tc.force, "Replace an existing template");
+  tc_cmd->add_flag("--no-rng", tc.no_rng, "No virtio-rng device");
+  tc_cmd->add_option("--disk", tc.disks,
+                     "Raw disk image PATH,ro on virtio-blk (repeatable); read-only: every clone shares it");
   auto* tl_cmd = tmpl_cmd->add_subcommand("ls", "List templates");
   std::string rm_name;
   auto* tr_cmd = tmpl_cmd->add_subcommand("rm", "Remove a template");

@@ -111,3 +111,41 @@ Result<> GuestMemory::fill(uint64_t gpa, uint8_t value, uint64_t len) {
 }
 
 }  // namespace vicvmm
+
+namespace vicvmm {
+
+void GuestMemory::enable_host_write_log() {
+  if (!host_writes_.empty()) return;
+  for (const auto& r : regions_) {
+    size_t words = (r.size / 4096 + 63) / 64;
+    auto bits = std::make_unique<std::atomic<uint64_t>[]>(words);
+    for (size_t i = 0; i < words; ++i) bits[i].store(0, std::memory_order_relaxed);
+    host_writes_.push_back(std::move(bits));
+  }
+}
+
+void GuestMemory::log_host_write_slow(uint64_t gpa, uint64_t len) {
+  if (len == 0) return;
+  for (size_t i = 0; i < regions_.size(); ++i) {
+    const auto& r = regions_[i];
+    if (gpa < r.gpa || gpa - r.gpa >= r.size) continue;
+    uint64_t first = (gpa - r.gpa) / 4096;
+    uint64_t end = (std::min(gpa - r.gpa + len, r.size) + 4095) / 4096;  // pages [first, end)
+    // A word at a time: a hostile 4 GiB buffer costs 16 K ORs, not 1 M.
+    for (uint64_t p = first; p < end;) {
+      uint64_t n = std::min<uint64_t>(64 - p % 64, end - p);
+      uint64_t mask = (n == 64 ? ~0ull : ((1ull << n) - 1)) << (p % 64);
+      host_writes_[i][p / 64].fetch_or(mask, std::memory_order_relaxed);
+      p += n;
+    }
+    return;
+  }
+}
+
+void GuestMemory::take_host_writes(size_t region, std::vector<uint64_t>& bits) {
+  if (region >= host_writes_.size()) return;
+  const size_t words = std::min(bits.size(), (regions_[region].size / 4096 + 63) / 64);
+  for (size_t w = 0; w < words; ++w) bits[w] |= host_writes_[region][w].exchange(0, std::memory_order_relaxed);
+}
+
+}  // namespace vicvmm

@@ -2,7 +2,9 @@
 // guest-physical range, with bounds-checked access by guest-physical address.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <cstring>
 #include <span>
 #include <string>
@@ -62,6 +64,18 @@ class GuestMemory {
   Result<> read(uint64_t gpa, std::span<uint8_t> out) const;
   Result<> fill(uint64_t gpa, uint8_t value, uint64_t len);
 
+  // Pages the VMM writes itself (device buffers, used rings) are not in
+  // KVM's dirty log. Once enabled, devices record them here, so that a
+  // clone's reset discards them like the guest's own writes.
+  void enable_host_write_log();
+  // Thread-safe (the I/O thread logs while vCPUs run); no-op when off.
+  void log_host_write(uint64_t gpa, uint64_t len) {
+    if (!host_writes_.empty()) log_host_write_slow(gpa, len);
+  }
+  // ORs region `region`'s logged pages into `bits` (one bit per page) and
+  // clears them.
+  void take_host_writes(size_t region, std::vector<uint64_t>& bits);
+
   template <class T>
   Result<> write_obj(uint64_t gpa, const T& v) {
     static_assert(std::is_trivially_copyable_v<T>);
@@ -77,12 +91,14 @@ class GuestMemory {
 
  private:
   const MemoryRegion* find(uint64_t gpa, uint64_t len) const;
+  void log_host_write_slow(uint64_t gpa, uint64_t len);
 
   uint64_t size_ = 0;
   Backing backing_ = Backing::Anonymous;
   UniqueFd memfd_;
   std::vector<Mapping> mappings_;
   std::vector<MemoryRegion> regions_;
+  std::vector<std::unique_ptr<std::atomic<uint64_t>[]>> host_writes_;  // per region, a bit per page
 };
 
 }  // namespace vicvmm

@@ -341,4 +341,14 @@ void Block::complete(QueueHost& host) {
   }
 }
 
+void Block::quiesce(QueueHost& host) {
+  // Completed, not dropped: the guest sees these requests done when the
+  // template (or a clone of it) resumes.
+  while (in_flight_ > 0) {
+    io_uring_cqe* cqe;
+    if (io_uring_wait_cqe(&ring_, &cqe) != 0) break;
+    complete(host);
+  }
+}
+
 }  // namespace vicvmm::virtio

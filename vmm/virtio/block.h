@@ -45,9 +45,11 @@ class Block : public Device {
   void process(size_t queue, QueueHost& host) override;
   int completion_fd() const override { return event_.get(); }
   void complete(QueueHost& host) override;
+  void quiesce(QueueHost& host) override;
   void reset() override;
 
   uint64_t capacity_bytes() const { return size_; }
+  int fd() const { return fd_.get(); }
   bool read_only() const { return opts_.read_only; }
   uint64_t requests() const { return requests_; }
   uint64_t submits() const { return submits_; }

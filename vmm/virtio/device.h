@@ -49,6 +49,9 @@ class Device {
   // for everything completed.
   virtual int completion_fd() const { return -1; }
   virtual void complete(QueueHost&) {}
+  // Before a snapshot: finish every request in flight (blocking), so that
+  // the queues' state is all there is to save. Lock held as for complete().
+  virtual void quiesce(QueueHost&) {}
 };
 
 }  // namespace vicvmm::virtio

@@ -197,9 +197,23 @@ TransportState MmioTransport::save() const {
   return s;
 }
 
+TransportState MmioTransport::quiesce_and_save() {
+  {
+    std::lock_guard lock(mu_);
+    // Whatever the driver made available before the vCPUs stopped is taken
+    // now: its kick may still sit in an eventfd nobody reads any more.
+    for (uint32_t i = 0; i < queues_.size(); ++i) process_locked(i);
+    device_->quiesce(*this);
+    for (auto& q : queues_)
+      if (q.ready()) signal_locked(q);
+  }
+  return save();
+}
+
 bool MmioTransport::restore(const TransportState& s) {
   std::lock_guard lock(mu_);
   if (s.queues.size() != queues_.size()) return false;
+  device_->reset();
   regs_ = s.regs;
   bool ok = true;
   for (size_t i = 0; i < queues_.size(); ++i)

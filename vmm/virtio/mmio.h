@@ -61,9 +61,14 @@ class MmioTransport : public BusDevice, private QueueHost {
   // Device reset from the host side (clone reset); the driver sees status 0.
   void reset();
 
+  // Takes what is available on every queue, finishes the device's
+  // requests in flight (raising their interrupt) and returns the state to
+  // snapshot. The slot's I/O must be stopped first (MmioSlot::stop_io).
+  TransportState quiesce_and_save();
   TransportState save() const;
-  // Restores registers and queues (rings re-resolved against this memory);
-  // false when a saved queue no longer fits this guest's memory.
+  // Resets the device backend (dropping anything in flight), then restores
+  // registers and queues (rings re-resolved against this memory); false
+  // when a saved queue no longer fits this guest's memory.
   bool restore(const TransportState& s);
 
   Device& device() { return *device_; }

@@ -61,8 +61,13 @@ Result<std::unique_ptr<MmioSlot>> MmioSlot::attach(Vm& vm, Bus& mmio_bus, GuestM
   return s;
 }
 
-MmioSlot::~MmioSlot() {
+void MmioSlot::stop_io() {
   for (uint64_t t : tokens_) loop_->remove(t);
+  tokens_.clear();
+}
+
+MmioSlot::~MmioSlot() {
+  stop_io();
   for (uint32_t q = 0; q < kicks_.size(); ++q)
     (void)vm_->set_ioeventfd(base_ + mmio::kRegQueueNotify, 4, q, kicks_[q].get(), false);
   if (irqfd_) (void)vm_->set_irqfd(irqfd_.get(), irq_, false);

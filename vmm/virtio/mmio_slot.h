@@ -28,6 +28,10 @@ class MmioSlot {
                                                   std::shared_ptr<Device> device, uint32_t index);
   ~MmioSlot();
 
+  // The I/O thread no longer serves this slot (returns once a running
+  // handler is done); kicks stay in their eventfds. Before a capture.
+  void stop_io();
+
   MmioTransport& transport() { return *transport_; }
   uint64_t base() const { return base_; }
   uint32_t irq() const { return irq_; }

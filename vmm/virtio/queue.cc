@@ -120,6 +120,7 @@ uint16_t SplitQueue::avail_idx() const { return load16(avail_ + 2); }
 
 bool SplitQueue::pop(GuestMemory& mem, Chain& out) {
   if (!st_.ready || broken()) return false;
+  mem.log_host_write(st_.used, 6 + 8ull * st_.size);  // push_used and avail_event write it
   uint16_t idx = avail_idx();
   if (idx == st_.last_avail && st_.event_idx) {
     // Ask for a kick at the next buffer, then look again: the driver may
@@ -158,6 +159,7 @@ QueueFault SplitQueue::add_segment(GuestMemory& mem, const Descriptor& d, Chain&
     auto p = mem.host_ptr(d.addr, d.len);
     if (!p) return QueueFault::BufferOutOfRange;
     host = *p;
+    if (writable) mem.log_host_write(d.addr, d.len);  // the device may write any of it
   }
   (writable ? out.writable_bytes : out.readable_bytes) += d.len;
   if (out.readable_bytes + out.writable_bytes > kMaxChainBytes) return QueueFault::ChainTooLarge;
