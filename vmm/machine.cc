@@ -397,6 +397,8 @@ std::string Machine::stats_report() const {
                    serial_ ? serial_->bytes_out() : 0, serial_ ? serial_->bytes_dropped() : 0,
                    doorbell_ ? doorbell_->writes() : 0, stats_.doorbell_pings.load());
   for (const auto& slot : virtio_) s += slot->transport().stats_line() + "\n";
+  if (!virtio_.empty())
+    s += fmt::format("I/O thread CPU (all VMs of this process): {:.3f} ms\n", EventLoop::shared().thread_cpu_ns() / 1e6);
   s += fmt::format("timeline (ms from machine create): first KVM_RUN {:.2f}, agent ready {:.2f}, stop {:.2f}\n",
                    ms(stats_.t_created, stats_.t_first_run), ms(stats_.t_created, stats_.t_agent_ready),
                    ms(stats_.t_created, stats_.t_stopped));

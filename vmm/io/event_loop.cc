@@ -1,5 +1,8 @@
 #include "vmm/io/event_loop.h"
 
+#include <pthread.h>
+#include <time.h>
+
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
@@ -89,6 +92,14 @@ void EventLoop::run() {
       e->handler(events[i].events);
     }
   }
+}
+
+uint64_t EventLoop::thread_cpu_ns() {
+  if (!thread_.joinable()) return 0;
+  clockid_t clock;
+  timespec ts{};
+  if (pthread_getcpuclockid(thread_.native_handle(), &clock) != 0 || clock_gettime(clock, &ts) != 0) return 0;
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 }  // namespace vicvmm

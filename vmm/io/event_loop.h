@@ -37,6 +37,9 @@ class EventLoop {
   void remove(uint64_t token);
 
   size_t watched() const;
+  // CPU time the I/O thread has used (ns; 0 before start()): the host cost
+  // of serving every device, for --stats and the benchmarks.
+  uint64_t thread_cpu_ns();
   bool on_loop_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
 
  private:
