@@ -29,6 +29,7 @@ Result<std::unique_ptr<Clone>> Clone::create(const Kvm& kvm, std::shared_ptr<con
   c->id_ = next_clone_id.fetch_add(1);
   c->dirty_tracking_ = opts.dirty_tracking;
   c->restore_ahead_ = opts.restore_ahead;
+  c->opts_ = opts;
 
   MachineConfig cfg;
   cfg.mem_size = c->tmpl_->mem_size();
@@ -51,6 +52,10 @@ Result<std::unique_ptr<Clone>> Clone::create(const Kvm& kvm, std::shared_ptr<con
       return err("clone: the template's disk {} is read-write; clones cannot share it", spec.path);
     auto dev = virtio::open_device(spec, spec.device_id == virtio::kDeviceBlock ? &rec.spec.identity : nullptr);
     if (!dev) return err("clone: {}", dev.error().message);
+    if (spec.device_id == virtio::kDeviceConsole) {
+      c->stdio_ = std::static_pointer_cast<virtio::Console>(*dev);
+      c->stdio_->set_output([self = c.get()](uint32_t port, std::span<const uint8_t> b) { self->on_stdio(port, b); });
+    }
     VIC_TRY(c->machine_->add_virtio(std::move(*dev)));
   }
   // The I/O thread writes guest memory too (used rings, read buffers):
@@ -60,6 +65,23 @@ Result<std::unique_ptr<Clone>> Clone::create(const Kvm& kvm, std::shared_ptr<con
     c->dirty_.emplace_back((r.size / kPage + 63) / 64, 0);
   if (c->restore_ahead_) VIC_TRY(c->restore_template_state());
   return c;
+}
+
+void Clone::on_stdio(uint32_t port, std::span<const uint8_t> bytes) {
+  if (opts_.on_output) {
+    opts_.on_output(id_, port, bytes);
+    return;
+  }
+  if (!opts_.on_console_line || port >= partial_lines_.size()) return;
+  std::string& line = partial_lines_[port];
+  for (uint8_t b : bytes) {
+    if (b != '\n') {
+      line.push_back(static_cast<char>(b));
+      continue;
+    }
+    opts_.on_console_line(id_, line);
+    line.clear();
+  }
 }
 
 Result<> Clone::restore_template_state() {
@@ -96,6 +118,8 @@ Result<> Clone::start(const AgentRequest& personality, uint64_t requested_ns) {
   req.clone_id = id_;
   // A generation above the template's wakes the agent's wait loop.
   req.generation = personality.generation ? personality.generation : 1;
+  // Clones have no stdin: the command reads EOF.
+  if (stdio_) stdio_->close_input();
   VIC_ASSIGN(vic_mailbox mb, build_mailbox(req));
   VIC_TRY(machine_->memory().write_obj(VIC_MAILBOX_GPA, mb));
   // The VMM's own write is not in KVM's dirty log: record it.
@@ -103,7 +127,16 @@ Result<> Clone::start(const AgentRequest& personality, uint64_t requested_ns) {
   return {};
 }
 
-Result<StopInfo> Clone::run() { return machine_->run(); }
+Result<StopInfo> Clone::run() {
+  auto stop = machine_->run();  // takes the guest's last output too
+  if (!opts_.on_output && opts_.on_console_line)
+    for (auto& line : partial_lines_)
+      if (!line.empty()) {
+        opts_.on_console_line(id_, line);
+        line.clear();
+      }
+  return stop;
+}
 
 Result<> Clone::harvest_dirty_log() {
   if (!dirty_tracking_) return {};

@@ -14,6 +14,7 @@
 #include "clone/template.h"
 #include "vmm/agent/mailbox.h"
 #include "vmm/machine.h"
+#include "vmm/virtio/console.h"
 
 namespace vicvmm {
 
@@ -29,6 +30,10 @@ struct CloneOptions {
   // ticks on the LAPIC timer, and KVM starts a kernel thread per PIT
   // (~0.1 ms, up to ~3.5 ms at p90 here, and a kernel stack per clone).
   bool pit = false;
+  // The command's stdout (port 1) and stderr (port 2) bytes, on the I/O
+  // thread, when the template has a virtio-console. Unset: they arrive as
+  // lines through on_console_line, like the kernel's.
+  std::function<void(uint32_t clone_id, uint32_t port, std::span<const uint8_t> bytes)> on_output;
 };
 
 struct CloneTimes {  // CLOCK_MONOTONIC ns; 0 until it happens
@@ -82,7 +87,12 @@ class Clone {
   Result<> restore_template_state();
   Result<> restore_devices(const std::vector<DeviceRecord>& devices);
 
+  void on_stdio(uint32_t port, std::span<const uint8_t> bytes);
+
   std::shared_ptr<const Template> tmpl_;
+  CloneOptions opts_;
+  std::array<std::string, 3> partial_lines_;  // per port, for the line fallback
+  std::shared_ptr<virtio::Console> stdio_;
   std::unique_ptr<Machine> machine_;
   uint32_t id_ = 0;
   uint64_t requested_ns_ = 0;

@@ -36,6 +36,8 @@ Result<std::shared_ptr<const Template>> Template::boot(const Kvm& kvm, const Tem
   boot.initrd = spec.initrd;
   boot.extra_cmdline = spec.extra_cmdline;
   boot.agent.flags = VIC_MB_TEMPLATE | VIC_MB_QUIET;
+  for (const auto& d : devices)
+    if (d.device_id == virtio::kDeviceConsole) boot.agent.flags |= VIC_MB_STDIO_PORTS;
   boot.agent.argv = {"/bin/true"};  // replaced by each clone's personality
   VIC_TRY(boot_linux(*machine, boot));
 

@@ -28,8 +28,9 @@ inline std::string read_all(int fd) {
 }
 
 // Runs argv with extra "KEY=VALUE" environment entries, which replace the
-// inherited ones of the same name; stdin is /dev/null.
-inline Outcome run_process(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env = {}) {
+// inherited ones of the same name; stdin is `stdin_path`.
+inline Outcome run_process(const std::vector<std::string>& argv, const std::vector<std::string>& extra_env = {},
+                           const std::string& stdin_path = "/dev/null") {
   auto key = [](const std::string& kv) { return kv.substr(0, kv.find('=') + 1); };
   std::vector<std::string> env_store;
   for (char** e = environ; *e; ++e) {
@@ -54,7 +55,7 @@ inline Outcome run_process(const std::vector<std::string>& argv, const std::vect
   unlink(err_path);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 0, stdin_path.c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
   posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
   pid_t pid;

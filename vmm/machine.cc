@@ -265,6 +265,9 @@ Result<StopInfo> Machine::run() {
     threads_.clear();
   }
   serial_->flush();
+  // What the guest queued just before it stopped (its last output, whose
+  // kick may still wait in an eventfd) is taken now.
+  for (auto& slot : virtio_) slot->transport().poll();
   return stop_;
 }
 

@@ -62,6 +62,9 @@ struct vic_mailbox {
 
 #define VIC_MB_CHANNEL_PORT 1u   /* agent should use the port doorbell instead of MMIO */
 #define VIC_MB_QUIET 2u          /* agent should not print its own diagnostics */
+/* The command's stdin, stdout and stderr are the ports of the virtio-console
+ * device (/dev/vport0p0..2), not the serial console. */
+#define VIC_MB_STDIO_PORTS 8u
 /* Template boot: after its setup the agent rings VIC_EV_TEMPLATE, where the
  * VMM captures the VM, and then waits in user mode until `generation`
  * changes. Each clone resumes there with its own mailbox (the personality)

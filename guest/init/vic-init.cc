@@ -196,6 +196,29 @@ void await_personality(const void* page) {
 
 int chanbench_main(int argc, char** argv);  // chanbench.cc
 
+// The virtio-console ports for the command's stdio (VIC_MB_STDIO_PORTS):
+// they appear shortly after the driver's handshake with the VMM, so wait
+// for them (a few ms), then keep them open: a template's clones inherit
+// them. -1 where a port never showed up (the console is used instead).
+struct StdioPorts {
+  int fd[3] = {-1, -1, -1};
+};
+
+StdioPorts open_stdio_ports() {
+  StdioPorts p;
+  static const char* const kPaths[3] = {"/dev/vport0p0", "/dev/vport0p1", "/dev/vport0p2"};
+  for (int i = 0; i < 3; i++) {
+    for (int tries = 0; tries < 2500; tries++) {  // up to 5 s
+      p.fd[i] = open(kPaths[i], (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+      if (p.fd[i] >= 0 || errno != ENOENT) break;
+      timespec ts{0, 2 * 1000 * 1000};
+      nanosleep(&ts, nullptr);
+    }
+    if (p.fd[i] < 0) diag("vic-init: %s: %s (stdio stays on the console)", kPaths[i], strerror(errno));
+  }
+  return p;
+}
+
 int main(int main_argc, char** main_argv) {
   const char* self = main_argc > 0 ? strrchr(main_argv[0], '/') : nullptr;
   if (self && strcmp(self + 1, "vic-chanbench") == 0) return chanbench_main(main_argc, main_argv);
@@ -262,6 +285,9 @@ int main(int main_argc, char** main_argv) {
     tcsetattr(console, TCSANOW, &tio);
   }
 
+  StdioPorts ports;
+  if (flags & VIC_MB_STDIO_PORTS) ports = open_stdio_ports();
+
   if (flags & VIC_MB_TEMPLATE) await_personality(page);
 
   // Layout of strings[]: argv[0..argc), envp[0..envc), hostname.
@@ -294,6 +320,8 @@ int main(int main_argc, char** main_argv) {
     // a controlling tty, which is deliberate: hanging up a controlling tty
     // when the session leader exits would flush the UART's unsent output.
     setsid();
+    for (int i = 0; i < 3; i++)
+      if (ports.fd[i] >= 0) dup2(ports.fd[i], i);  // dup2 clears O_CLOEXEC on the copy
     // ioperm() rights survive fork and exec: do not hand the doorbell port
     // to the command (the MMIO mapping is not inherited across exec).
     if (bell.port) ioperm(VIC_DOORBELL_PORT, 4, 0);

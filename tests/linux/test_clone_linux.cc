@@ -94,7 +94,9 @@ LinuxTemplate boot_linux_template() {
   spec.mem_size = kTemplateMem;
   spec.console_fd = console.get();
   spec.timeout = std::chrono::minutes(5);
-  spec.devices = {{virtio::kDeviceRng, {}, false, {}}, {virtio::kDeviceBlock, template_disk().path, true, {}}};
+  spec.devices = {{virtio::kDeviceConsole, {}, false, {}},
+                  {virtio::kDeviceRng, {}, false, {}},
+                  {virtio::kDeviceBlock, template_disk().path, true, {}}};
   auto t0 = std::chrono::steady_clock::now();
   auto tmpl = Template::boot(*t.kvm, spec);
   t.boot_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -327,7 +329,7 @@ TEST_CASE("linux clones: reset and run again; dirty pages and private memory", "
 TEST_CASE("linux clones with devices: the template's disk and rng work in a clone and again after reset, "
           "and reset discards what the devices wrote into guest memory", "[linux][clone][virtio]") {
   REQUIRE_TEMPLATE();
-  REQUIRE(lt.tmpl->state().devices.size() == 2);
+  REQUIRE(lt.tmpl->state().devices.size() == 3);
   Consoles consoles;
   auto created = Clone::create(*lt.kvm, lt.tmpl, options_for(consoles));
   REQUIRE_OK(created);

@@ -213,3 +213,43 @@ TEST_CASE("virtio-blk: the guest reads a disk's content, writes reach the host f
   unlink(rw.c_str());
   unlink(ro.c_str());
 }
+
+TEST_CASE("stdio channel: piped stdin reaches the command and ends in EOF; a file works too") {
+  // Through a pipe, as a user types it.
+  Outcome piped = run_process({"/bin/sh", "-c",
+                               "printf 'echo hi; exit 7\\n' | '" + vicvmm_bin() +
+                                   "' run --timeout 120 --console none -- /bin/sh"});
+  CAPTURE(piped.out, piped.err);
+  CHECK(piped.status == 7);
+  CHECK(piped.out == "hi\n");
+
+  // From a file: cat must see every byte, then EOF (else it never exits).
+  std::string in_path = "/tmp/vicvmm-linux-" + std::to_string(getpid()) + "-stdin";
+  std::string in_data;
+  for (int i = 0; i < 20000; ++i) in_data += static_cast<char>(i % 251);
+  std::ofstream(in_path, std::ios::binary) << in_data;
+  Outcome o = run_process({vicvmm_bin(), "run", "--timeout", "120", "--console", "none", "--", "/bin/sh", "-c",
+                           "cat > /tmp/in; wc -c < /tmp/in; md5sum < /tmp/in"},
+                          {}, in_path);
+  Outcome host_md5 = run_process({"/bin/sh", "-c", "md5sum < '" + in_path + "'"});
+  CAPTURE(o.out, o.err);
+  CHECK(o.status == 0);
+  CHECK(o.out == "20000\n" + host_md5.out);
+  unlink(in_path.c_str());
+}
+
+TEST_CASE("stdio channel: 1 MiB of binary output and a 10,000-byte line arrive byte-exact, stderr apart") {
+  Outcome o = run_vicvmm({"--console", "none", "--", "/bin/sh", "-c",
+                          "head -c 1048576 /dev/urandom > /tmp/b; cat /tmp/b; md5sum < /tmp/b >&2; "
+                          "head -c 10000 /dev/zero | tr '\\000' x; echo; echo to-stderr >&2"});
+  CAPTURE(o.err);
+  CHECK(o.status == 0);
+  REQUIRE(o.out.size() == 1048576 + 10001);
+  CHECK(o.out.substr(1048576) == std::string(10000, 'x') + "\n");
+  // The host's checksum of the first MiB is the one the guest printed on stderr.
+  std::string path = "/tmp/vicvmm-linux-" + std::to_string(getpid()) + "-binary";
+  std::ofstream(path, std::ios::binary) << o.out.substr(0, 1048576);
+  Outcome md5 = run_process({"/bin/sh", "-c", "md5sum < '" + path + "'"});
+  unlink(path.c_str());
+  CHECK(o.err == md5.out + "to-stderr\n");
+}

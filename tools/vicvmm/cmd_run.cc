@@ -15,6 +15,7 @@
 #include "vmm/linux_boot.h"
 #include "vmm/mapped_file.h"
 #include "vmm/virtio/block.h"
+#include "vmm/virtio/console.h"
 #include "vmm/virtio/rng.h"
 
 namespace vicvmm::cli {
@@ -26,49 +27,47 @@ int fail(const Error& e) {
   return kExitVmmError;
 }
 
-// Raw terminal for the guest's console while it runs; restored on scope exit.
-class RawTerminal {
- public:
-  RawTerminal() {
-    if (tcgetattr(0, &saved_) != 0) return;
-    termios raw = saved_;
-    raw.c_lflag &= ~static_cast<tcflag_t>(ICANON | ECHO);
-    raw.c_cc[VMIN] = 1;
-    raw.c_cc[VTIME] = 0;
-    active_ = tcsetattr(0, TCSANOW, &raw) == 0;
-  }
-  ~RawTerminal() {
-    if (active_) tcsetattr(0, TCSANOW, &saved_);
-  }
-
- private:
-  termios saved_{};
-  bool active_ = false;
-};
-
-// Forwards keystrokes to the guest UART until told to stop.
+// Feeds the host's stdin to the guest's stdin port until EOF (then the
+// guest reads EOF) or until told to stop. Works for a pipe, a file or a
+// terminal (cooked: the host's line editing and ^D for EOF).
 class StdinPump {
  public:
-  explicit StdinPump(Serial& serial) : thread_([this, &serial] { pump(serial); }) {}
+  explicit StdinPump(virtio::Console& console) : thread_([this, &console] { pump(console); }) {}
   ~StdinPump() {
     stop_ = true;
     thread_.join();
   }
 
  private:
-  void pump(Serial& serial) {
-    char buf[256];
+  void pump(virtio::Console& console) {
+    uint8_t buf[16384];
     while (!stop_) {
       pollfd p{0, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      ssize_t n = read(0, buf, sizeof buf);
-      if (n <= 0) return;
-      serial.queue_input({buf, static_cast<size_t>(n)});
+      int r = poll(&p, 1, 100);
+      if (r < 0 && errno == EINTR) continue;
+      if (r == 0) continue;
+      ssize_t n = r > 0 && !(p.revents & POLLNVAL) ? read(0, buf, sizeof buf) : 0;
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+      if (n <= 0) break;  // EOF (or an unreadable stdin): the guest gets EOF
+      for (size_t done = 0; done < static_cast<size_t>(n) && !stop_;)
+        done += console.write_input({buf + done, static_cast<size_t>(n) - done}, std::chrono::milliseconds(100));
     }
+    console.close_input();
   }
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
+
+// The guest's stdout and stderr ports, to ours (all of it: partial writes
+// and EINTR retried).
+void write_all(int fd, std::span<const uint8_t> bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // EPIPE, a full disk: the rest of the output is dropped
+    bytes = bytes.subspan(static_cast<size_t>(n));
+  }
+}
 
 }  // namespace
 
@@ -111,12 +110,19 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   cfg.vcpus = o.vcpus;
   cfg.console_fd = console->fd.get();
   cfg.console_limit = console->limit;
-  bool interactive = o.console == "stdout" && isatty(0) && isatty(1);
-  cfg.console_unbuffered = interactive;
+  // Kernel messages stay on the console, unbuffered when a person watches.
+  cfg.console_unbuffered = o.console == "stdout" && isatty(1);
   cfg.timeout = std::chrono::seconds(o.timeout_s);
   auto machine = Machine::create(*kvm, cfg);
   if (!machine) return fail(machine.error());
   Machine& m = **machine;
+  auto stdio = virtio::Console::create();
+  if (!stdio) return fail(stdio.error());
+  std::shared_ptr<virtio::Console> console_dev = *stdio;
+  console_dev->set_output([](uint32_t port, std::span<const uint8_t> bytes) {
+    write_all(port == virtio::Console::kStderr ? 2 : 1, bytes);
+  });
+  if (auto slot = m.add_virtio(console_dev); !slot) return fail(slot.error());
   if (!o.no_rng) {
     auto rng = m.add_virtio(std::make_shared<virtio::Rng>());
     if (!rng) return fail(rng.error());
@@ -133,7 +139,7 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   spec.agent.argv = o.command;
   spec.agent.env = default_env(o.env);  // never lose PATH to --env
   spec.agent.hostname = o.hostname;
-  spec.agent.flags = o.port_doorbell ? VIC_MB_CHANNEL_PORT : 0;
+  spec.agent.flags = (o.port_doorbell ? VIC_MB_CHANNEL_PORT : 0) | VIC_MB_STDIO_PORTS;
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
   spec.agent.wallclock_ns = static_cast<uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(now.tv_nsec);
@@ -143,12 +149,7 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   uint64_t before_run = monotonic_ns();
   Result<StopInfo> stop;
   {
-    std::optional<RawTerminal> raw;
-    std::optional<StdinPump> pump;
-    if (interactive) {
-      raw.emplace();
-      pump.emplace(m.serial());
-    }
+    StdinPump pump(*console_dev);
     stop = m.run();
   }
   uint64_t end = monotonic_ns();

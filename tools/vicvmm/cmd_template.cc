@@ -33,6 +33,7 @@ int cmd_template_create(const TemplateCreateOptions& o) {
   auto mem = parse_guest_memory(o.mem);
   if (!mem) return fail(mem.error().message);
   std::vector<virtio::DeviceSpec> devices;
+  devices.push_back({virtio::kDeviceConsole, {}, false, {}});  // the command's stdio
   if (!o.no_rng) devices.push_back({virtio::kDeviceRng, {}, false, {}});
   for (const auto& text : o.disks) {
     auto d = virtio::parse_disk_option(text);

@@ -39,6 +39,9 @@ class Device {
   virtual void activate(uint64_t features) { (void)features; }
   // The driver reset the device (status 0) or the VMM did.
   virtual void reset() {}
+  // The transport was restored from a snapshot with the driver running: the
+  // guest already went through the device's setup (e.g. a handshake).
+  virtual void restored() {}
   // Consume what the driver made available on `queue` and push used
   // entries. Called with the transport's lock held; must not block. A
   // request the device cannot accept is reported with SplitQueue::fail.

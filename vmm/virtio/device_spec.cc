@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include "vmm/virtio/block.h"
+#include "vmm/virtio/console.h"
 #include "vmm/virtio/rng.h"
 
 namespace vicvmm::virtio {
@@ -11,6 +12,7 @@ const char* device_kind_name(uint32_t device_id) {
   switch (device_id) {
     case kDeviceBlock: return "blk";
     case kDeviceRng: return "rng";
+    case kDeviceConsole: return "console";
     default: return "unknown";
   }
 }
@@ -18,6 +20,10 @@ const char* device_kind_name(uint32_t device_id) {
 Result<std::shared_ptr<Device>> open_device(DeviceSpec& spec, const FileIdentity* expect) {
   switch (spec.device_id) {
     case kDeviceRng: return std::shared_ptr<Device>(std::make_shared<Rng>());
+    case kDeviceConsole: {
+      VIC_ASSIGN(auto c, Console::create());
+      return std::shared_ptr<Device>(std::move(c));
+    }
     case kDeviceBlock: {
       VIC_ASSIGN(auto blk, Block::open({spec.path, spec.read_only, {}}));
       struct stat st;

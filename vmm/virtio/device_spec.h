@@ -21,7 +21,7 @@ struct FileIdentity {
 };
 
 struct DeviceSpec {
-  uint32_t device_id = 0;  // kDeviceRng or kDeviceBlock
+  uint32_t device_id = 0;  // kDeviceRng, kDeviceBlock or kDeviceConsole
   std::string path;        // block: the image
   bool read_only = false;  // block
   FileIdentity identity;   // block: filled in by open_device()

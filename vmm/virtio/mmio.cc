@@ -158,7 +158,10 @@ void MmioTransport::process_locked(uint32_t index) {
   SplitQueue& q = queues_[index];
   if (!q.ready() || q.broken()) return;
   device_->process(index, *this);
-  signal_locked(q);
+  // A device may answer on other queues (virtio-console's control and
+  // input): each decides on its own interrupt, one per batch at most.
+  for (auto& other : queues_)
+    if (other.ready()) signal_locked(other);
 }
 
 void MmioTransport::signal_locked(SplitQueue& q) {
@@ -197,6 +200,11 @@ TransportState MmioTransport::save() const {
   return s;
 }
 
+void MmioTransport::poll() {
+  std::lock_guard lock(mu_);
+  for (uint32_t i = 0; i < queues_.size(); ++i) process_locked(i);
+}
+
 TransportState MmioTransport::quiesce_and_save() {
   {
     std::lock_guard lock(mu_);
@@ -218,7 +226,10 @@ bool MmioTransport::restore(const TransportState& s) {
   bool ok = true;
   for (size_t i = 0; i < queues_.size(); ++i)
     if (queues_[i].restore(mem_, s.queues[i]) != QueueFault::None) ok = false;
-  if (regs_.status & kStatusDriverOk) device_->activate(regs_.driver_features);
+  if (regs_.status & kStatusDriverOk) {
+    device_->activate(regs_.driver_features);
+    device_->restored();
+  }
   return ok;
 }
 

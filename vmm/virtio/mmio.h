@@ -61,6 +61,8 @@ class MmioTransport : public BusDevice, private QueueHost {
   // Device reset from the host side (clone reset); the driver sees status 0.
   void reset();
 
+  // Processes every queue as if kicked (after the vCPUs stopped).
+  void poll();
   // Takes what is available on every queue, finishes the device's
   // requests in flight (raising their interrupt) and returns the state to
   // snapshot. The slot's I/O must be stopped first (MmioSlot::stop_io).

@@ -1,0 +1,197 @@
+#include "vmm/virtio/console.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace vicvmm::virtio {
+
+namespace {
+constexpr uint64_t kFMultiport = 1ull << 1;
+// Control events (5.3.6.2).
+constexpr uint16_t kDeviceReady = 0, kPortAdd = 1, kPortReady = 3, kPortOpen = 6, kPortName = 7;
+constexpr size_t kControlBytes = 8;  // id u32, event u16, value u16
+constexpr uint32_t kQueueControlRx = 2, kQueueControlTx = 3;
+constexpr const char* kPortNames[Console::kPorts] = {"stdin", "stdout", "stderr"};
+
+constexpr uint32_t rx_queue(uint32_t port) { return port == 0 ? 0 : 2 * (port + 1); }
+// Output chunks go to the callback in pieces of at most this much.
+constexpr size_t kOutputChunk = 64 * 1024;
+}  // namespace
+
+Result<std::shared_ptr<Console>> Console::create() {
+  std::shared_ptr<Console> c(new Console);
+  c->wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!c->wake_) return sys_err("virtio-console: eventfd");
+  c->buf_.resize(kOutputChunk);
+  return c;
+}
+
+uint64_t Console::features() const { return kFMultiport; }
+
+void Console::read_config(uint64_t offset, std::span<uint8_t> data) {
+  // cols u16, rows u16, max_nr_ports u32, emerg_wr u32.
+  uint8_t cfg[12] = {};
+  uint32_t ports = kPorts;
+  std::memcpy(cfg + 4, &ports, 4);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof cfg ? cfg[offset + i] : 0;
+}
+
+void Console::set_output(OutputFn fn) {
+  std::lock_guard lock(output_mu_);
+  output_ = std::move(fn);
+}
+
+void Console::wake() {
+  uint64_t one = 1;
+  ssize_t n = ::write(wake_.get(), &one, sizeof one);
+  (void)n;  // EAGAIN: already pending
+}
+
+size_t Console::write_input(std::span<const uint8_t> bytes, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(in_mu_);
+  if (input_closed_) return 0;
+  in_space_.wait_for(lock, timeout, [&] { return input_.size() < kMaxPendingInput || input_closed_; });
+  if (input_closed_) return 0;
+  size_t n = std::min(bytes.size(), kMaxPendingInput - std::min(kMaxPendingInput, input_.size()));
+  input_.insert(input_.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(n));
+  lock.unlock();
+  if (n) wake();
+  return n;
+}
+
+void Console::close_input() {
+  {
+    std::lock_guard lock(in_mu_);
+    input_closed_ = true;
+  }
+  in_space_.notify_all();
+  wake();
+}
+
+void Console::reset() {
+  control_out_.clear();
+  stdin_announced_ = stdin_open_ = eof_sent_ = false;
+}
+
+void Console::restored() {
+  // The template's guest finished the port handshake and saw stdin open.
+  stdin_announced_ = stdin_open_ = true;
+}
+
+void Console::send_control(uint32_t id, uint16_t event, uint16_t value, std::string_view extra) {
+  std::vector<uint8_t> m(kControlBytes + extra.size());
+  std::memcpy(m.data(), &id, 4);
+  std::memcpy(m.data() + 4, &event, 2);
+  std::memcpy(m.data() + 6, &value, 2);
+  std::memcpy(m.data() + kControlBytes, extra.data(), extra.size());
+  control_out_.push_back(std::move(m));
+}
+
+void Console::control_from_guest(QueueHost& host) {
+  SplitQueue& q = host.queue(kQueueControlTx);
+  while (q.pop(host.memory(), chain_)) {
+    uint8_t m[kControlBytes];
+    if (chain_.read(0, m) != sizeof m) {
+      q.fail(QueueFault::MalformedRequest);
+      return;
+    }
+    uint32_t id;
+    uint16_t event, value;
+    std::memcpy(&id, m, 4);
+    std::memcpy(&event, m + 4, 2);
+    std::memcpy(&value, m + 6, 2);
+    if (event == kDeviceReady && value == 1) {
+      for (uint32_t p = 0; p < kPorts; ++p) send_control(p, kPortAdd, 0);
+    } else if (event == kPortReady && value == 1 && id < kPorts) {
+      send_control(id, kPortName, 0, kPortNames[id]);
+      send_control(id, kPortOpen, 1);  // the host side is there
+      if (id == kStdin) stdin_announced_ = true;
+    } else if (event == kPortOpen && id == kStdin) {
+      // The guest drops data that arrives on a port nobody has open.
+      stdin_open_ = value == 1;
+    }
+    q.push_used(chain_.head, 0);
+  }
+}
+
+void Console::output_from_guest(uint32_t port, QueueHost& host) {
+  SplitQueue& q = host.queue(rx_queue(port) + 1);
+  OutputFn out;
+  {
+    std::lock_guard lock(output_mu_);
+    out = output_;
+  }
+  while (q.pop(host.memory(), chain_)) {
+    if (port != kStdin) {
+      for (uint64_t off = 0; off < chain_.readable_bytes;) {
+        size_t n = chain_.read(off, buf_);
+        if (n == 0) break;
+        if (out) out(port, {buf_.data(), n});
+        out_bytes_[port] += n;
+        off += n;
+      }
+    }
+    q.push_used(chain_.head, 0);
+  }
+}
+
+void Console::deliver(QueueHost& host) {
+  SplitQueue& cq = host.queue(kQueueControlRx);
+  while (!control_out_.empty() && cq.pop(host.memory(), chain_)) {
+    const auto& m = control_out_.front();
+    size_t n = chain_.write(0, m);
+    cq.push_used(chain_.head, static_cast<uint32_t>(n));
+    control_out_.pop_front();
+  }
+  if (!stdin_announced_ || !stdin_open_) return;  // port 0 not there or not open yet
+  SplitQueue& q = host.queue(rx_queue(kStdin));
+  bool freed = false, closed = false;
+  {
+    std::lock_guard lock(in_mu_);
+    while (!input_.empty()) {
+      // Only take a buffer when there is something to put in it.
+      if (!q.pop(host.memory(), chain_)) break;
+      size_t n = std::min<uint64_t>(input_.size(), chain_.writable_bytes);
+      std::vector<uint8_t> tmp(input_.begin(), input_.begin() + static_cast<ptrdiff_t>(n));
+      size_t done = chain_.write(0, tmp);
+      input_.erase(input_.begin(), input_.begin() + static_cast<ptrdiff_t>(done));
+      in_bytes_ += done;
+      q.push_used(chain_.head, static_cast<uint32_t>(done));
+      freed = true;
+      if (done == 0) break;  // a zero-length buffer: wait for another
+    }
+    closed = input_closed_ && input_.empty();
+  }
+  if (freed) in_space_.notify_all();
+  if (closed && !eof_sent_) {
+    eof_sent_ = true;
+    send_control(kStdin, kPortOpen, 0);
+    while (!control_out_.empty() && cq.pop(host.memory(), chain_)) {
+      size_t n = chain_.write(0, control_out_.front());
+      cq.push_used(chain_.head, static_cast<uint32_t>(n));
+      control_out_.pop_front();
+    }
+  }
+}
+
+void Console::process(size_t queue, QueueHost& host) {
+  switch (queue) {
+    case kQueueControlTx: control_from_guest(host); break;
+    case 1: output_from_guest(kStdin, host); break;
+    case 5: output_from_guest(kStdout, host); break;
+    case 7: output_from_guest(kStderr, host); break;
+    default: break;  // an rx queue got buffers: deliver below
+  }
+  deliver(host);
+}
+
+void Console::complete(QueueHost& host) {
+  uint64_t n;
+  ssize_t r = ::read(wake_.get(), &n, sizeof n);
+  (void)r;
+  deliver(host);
+}
+
+}  // namespace vicvmm::virtio
