@@ -787,10 +787,22 @@ Result<StateFile> parse_state(std::span<const uint8_t> b, HostKind expected_host
   return f;
 }
 
+// O_NONBLOCK so that a FIFO planted in a snapshot cannot hang the open;
+// only a regular file is read.
+Result<UniqueFd> open_regular(const std::string& path, const std::string& what) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) return sys_err("{}", what);
+  struct stat st;
+  if (::fstat(fd.get(), &st) < 0) return sys_err("{}: fstat", what);
+  if (!S_ISREG(st.st_mode)) return err("{}: not a regular file", what);
+  int fl = ::fcntl(fd.get(), F_GETFL);
+  if (fl < 0 || ::fcntl(fd.get(), F_SETFL, fl & ~O_NONBLOCK) < 0) return sys_err("{}: fcntl", what);
+  return fd;
+}
+
 Result<StateFile> read_state_file(const std::string& path, HostKind expected_host) {
   const std::string what = "snapshot " + path;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return sys_err("{}", what);
+  VIC_ASSIGN(UniqueFd fd, open_regular(path, what));
   VIC_ASSIGN(auto bytes, read_small_file(fd.get(), kHeaderSize + kMaxPayloadSize, what));
   auto parsed = parse_state(bytes, expected_host);
   if (!parsed) return with_context(parsed.error(), what);
@@ -800,11 +812,9 @@ Result<StateFile> read_state_file(const std::string& path, HostKind expected_hos
 Result<UniqueFd> open_memory_file(const std::string& path, uint64_t mem_size,
                                   std::optional<uint64_t> expected_hash) {
   const std::string what = "snapshot " + path;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return sys_err("{}", what);
+  VIC_ASSIGN(UniqueFd fd, open_regular(path, what));
   struct stat st;
   if (::fstat(fd.get(), &st) < 0) return sys_err("{}: fstat", what);
-  if (!S_ISREG(st.st_mode)) return err("{}: not a regular file", what);
   if (static_cast<uint64_t>(st.st_size) != mem_size) {
     return err("{}: {} bytes, expected {}", what, st.st_size, mem_size);
   }

@@ -316,7 +316,8 @@ int main(int main_argc, char** main_argv) {
   if (child < 0) fail(errno, "fork");
   if (child == 0) {
     // Own session, so the command is not in PID 1's process group. Stdio
-    // stays on /dev/console (inherited fds 0-2). /dev/console never becomes
+    // is the virtio-console ports when the VMM offers them, else it stays
+    // on /dev/console (inherited fds 0-2). /dev/console never becomes
     // a controlling tty, which is deliberate: hanging up a controlling tty
     // when the session leader exits would flush the UART's unsent output.
     setsid();

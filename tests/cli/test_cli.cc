@@ -145,3 +145,55 @@ TEST_CASE("--disk: a read-write image is never opened twice, a read-only one may
   CHECK(e.find("in use by another VM") != std::string::npos);
   unlink(img.c_str());
 }
+
+TEST_CASE("an unknown subcommand or option is named, at every level") {
+  CHECK(expect_error({"bogus"}).find("unknown subcommand 'bogus'") != std::string::npos);
+  CHECK(expect_error({"--frobnicate"}).find("unknown option '--frobnicate'") != std::string::npos);
+  CHECK(expect_error({"template", "frob"}).find("unknown command 'frob'") != std::string::npos);
+}
+
+TEST_CASE("--console may not be one of the inputs, nor a /proc file; the input is untouched") {
+  std::string kernel_bytes(8192, 'k');
+  auto k = temp_file("console-kernel", kernel_bytes);
+  auto e = expect_error({"run", "--kernel", k, "--console", k, "--", "/bin/true"});
+  CHECK(e.find("an output must not be one of the inputs") != std::string::npos);
+  std::ifstream in(k, std::ios::binary);
+  CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == kernel_bytes);
+  e = expect_error({"run", "--kernel", k, "--console", "/proc/version", "--", "/bin/true"});
+  CHECK(e.find("not a place for console output") != std::string::npos);
+  unlink(k.c_str());
+}
+
+TEST_CASE("--vcpus beyond what the MP table holds") {
+  auto e = expect_error({"run", "--vcpus", "38", "--", "/bin/true"});
+  CHECK(e.find("must be 1..37") != std::string::npos);
+}
+
+TEST_CASE("fork with both a template name and --from is refused, not run as a command") {
+  auto e = expect_error({"fork", "relT", "--from", "/nonexistent-dir", "--", "/bin/true"});
+  CHECK(e.find("not both") != std::string::npos);
+}
+
+TEST_CASE("a snapshot whose state.bin or memory.bin is a FIFO is refused, not waited on") {
+  if (kvm_skipped()) return;
+  std::string dir = "/tmp/vicvmm-cli-" + std::to_string(getpid()) + "-fifo-snap";
+  REQUIRE(mkdir(dir.c_str(), 0700) == 0);
+  REQUIRE(mkfifo((dir + "/state.bin").c_str(), 0600) == 0);
+  REQUIRE(mkfifo((dir + "/memory.bin").c_str(), 0600) == 0);
+  auto e = expect_error({"fork", "--from", dir, "--", "/bin/true"});
+  CHECK(e.find("state.bin: not a regular file") != std::string::npos);
+  unlink((dir + "/state.bin").c_str());
+  unlink((dir + "/memory.bin").c_str());
+  rmdir(dir.c_str());
+}
+
+TEST_CASE("with stderr closed or full, and stdout full, the CLI exits with an error code, never aborts") {
+  const std::string bin = vicvmm_bin();
+  Outcome closed = run_process({"/bin/sh", "-c", "'" + bin + "' bogus 2>&-; echo rc=$?"});
+  CHECK(closed.out == "rc=125\n");
+  Outcome full = run_process({"/bin/sh", "-c", "'" + bin + "' bogus 2>/dev/full; echo rc=$?"});
+  CHECK(full.out == "rc=125\n");
+  Outcome out_full = run_process({"/bin/sh", "-c", "'" + bin + "' version >/dev/full; echo rc=$?"});
+  CHECK(out_full.out == "rc=125\n");
+  CHECK(out_full.err.find("writing standard output") != std::string::npos);
+}

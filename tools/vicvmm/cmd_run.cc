@@ -12,6 +12,7 @@
 
 #include "tools/vicvmm/commands.h"
 #include "tools/vicvmm/options.h"
+#include "vmm/boot/mptable.h"
 #include "vmm/linux_boot.h"
 #include "vmm/mapped_file.h"
 #include "vmm/virtio/block.h"
@@ -74,7 +75,8 @@ void write_all(int fd, std::span<const uint8_t> bytes) {
 int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   auto mem_size = parse_guest_memory(o.mem);
   if (!mem_size) return fail(mem_size.error());
-  if (o.vcpus == 0 || o.vcpus > 254) return fail(Error{fmt::format("--vcpus {}: must be 1..254", o.vcpus)});
+  if (o.vcpus == 0 || o.vcpus > boot::kMpFitCpus)
+    return fail(Error{fmt::format("--vcpus {}: must be 1..{} (what the MP table holds)", o.vcpus, boot::kMpFitCpus)});
 
   // Disks open (and lock) before anything else, so a bad one fails fast.
   std::vector<std::shared_ptr<virtio::Block>> disks;
@@ -102,7 +104,10 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   const char* kvm_path = std::getenv("VICVMM_KVM_DEVICE");
   auto kvm = Kvm::open(kvm_path && *kvm_path ? kvm_path : "/dev/kvm");
   if (!kvm) return fail(kvm.error());
-  auto console = open_console(o.console, o.console_limit);
+  std::vector<std::string> inputs = {o.kernel.empty() ? default_kernel() : o.kernel,
+                                     o.initrd == "none" ? "" : (o.initrd.empty() ? default_initrd() : o.initrd)};
+  for (const auto& d : disks) inputs.push_back(d->path());
+  auto console = open_console(o.console, o.console_limit, inputs);
   if (!console) return fail(console.error());
 
   MachineConfig cfg;

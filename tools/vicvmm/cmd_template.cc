@@ -51,7 +51,10 @@ int cmd_template_create(const TemplateCreateOptions& o) {
   auto kvm = Kvm::open();
   if (!kvm) return fail(kvm.error().message);
 
-  auto console = open_console(o.console, o.console_limit);
+  std::vector<std::string> inputs = {o.kernel.empty() ? default_kernel() : o.kernel,
+                                     o.initrd.empty() ? default_initrd() : o.initrd};
+  for (const auto& d : devices) inputs.push_back(d.path);
+  auto console = open_console(o.console, o.console_limit, inputs);
   if (!console) return fail(console.error().message);
 
   TemplateSpec spec;
@@ -62,6 +65,7 @@ int cmd_template_create(const TemplateCreateOptions& o) {
   spec.console_fd = console->fd.get();
   spec.console_limit = console->limit;
   spec.devices = std::move(devices);
+  if (o.timeout_s) spec.timeout = std::chrono::seconds(o.timeout_s);
   fmt::print(stderr, "vicvmm: booting template '{}'...\n", o.name);
   auto tmpl = Template::boot(*kvm, spec);
   if (!tmpl) return fail(tmpl.error().message);

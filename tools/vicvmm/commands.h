@@ -33,6 +33,7 @@ struct TemplateCreateOptions {
   bool force = false;            // replace an existing template
   bool no_rng = false;
   std::vector<std::string> disks;  // --disk PATH,ro: shared by every clone
+  unsigned timeout_s = 0;          // 0: the library's default (5 minutes)
 };
 int cmd_template_create(const TemplateCreateOptions& o);
 int cmd_template_ls();

@@ -2,6 +2,10 @@
 // cmd_* function per subcommand.
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
 #include "tools/vicvmm/commands.h"
 #include "tools/vicvmm/options.h"
 #include "vmm/machine.h"
@@ -12,7 +16,63 @@
 
 using namespace vicvmm::cli;
 
+namespace {
+
+// CLI11 names neither an unknown subcommand nor, when a subcommand is
+// required, an unknown option: it says "A subcommand is required". Name
+// the word before CLI11 sees it.
+bool unknown_word(int argc, char** argv, const CLI::App& app) {
+  const CLI::App* level = &app;
+  for (int i = 1; i < argc; ++i) {
+    std::string w = argv[i];
+    if (w == "--") return false;
+    if (level->get_subcommands({}).empty()) return false;  // a leaf: CLI11 checks the rest
+    if (w == "-h" || w == "--help" || w.rfind("--help-", 0) == 0) return false;
+    if (!w.empty() && w[0] == '-') {
+      if (level == &app) {
+        fmt::print(stderr, "vicvmm: error: unknown option '{}' (see --help)\n", w);
+        return true;
+      }
+      return false;
+    }
+    const CLI::App* next = nullptr;
+    for (const CLI::App* s : level->get_subcommands({}))
+      if (s->get_name() == w) next = s;
+    if (!next) {
+      fmt::print(stderr, "vicvmm: error: unknown {}command '{}' (see --help)\n", level == &app ? "sub" : "", w);
+      return true;
+    }
+    level = next;
+  }
+  return false;
+}
+
+int real_main(int argc, char** argv);
+
+}  // namespace
+
+// Output errors must not abort (fmt throws when stderr is closed or full) and
+// must not pass unnoticed (`fork ... >/dev/full` used to exit 0).
 int main(int argc, char** argv) {
+  int rc;
+  try {
+    rc = real_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "vicvmm: error: %s\n", e.what());
+    return kExitVmmError;
+  } catch (...) {
+    return kExitVmmError;
+  }
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    std::fprintf(stderr, "vicvmm: error: writing standard output: %s\n", std::strerror(errno));
+    return rc == 0 ? kExitVmmError : rc;
+  }
+  return rc;
+}
+
+namespace {
+
+int real_main(int argc, char** argv) {
   uint64_t start = vicvmm::monotonic_ns();
 
   CLI::App app{"vicvmm: run containers as instantly forked KVM microVMs"};
@@ -57,6 +117,7 @@ int main(int argc, char** argv) {
   tc_cmd->add_option("--console-limit", tc.console_limit, "As for run: cap on the boot log's size");
   tc_cmd->add_flag("--force", tc.force, "Replace an existing template");
   tc_cmd->add_flag("--no-rng", tc.no_rng, "No virtio-rng device");
+  tc_cmd->add_option("--timeout", tc.timeout_s, "Give up on the boot after this many seconds (default 300)");
   tc_cmd->add_option("--disk", tc.disks,
                      "Raw disk image PATH,ro on virtio-blk (repeatable); read-only: every clone shares it");
   auto* tl_cmd = tmpl_cmd->add_subcommand("ls", "List templates");
@@ -93,6 +154,7 @@ int main(int argc, char** argv) {
 
   auto* version_cmd = app.add_subcommand("version", "Print the vicvmm version");
 
+  if (unknown_word(argc, argv, app)) return kExitVmmError;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -108,6 +170,18 @@ int main(int argc, char** argv) {
     // With --from there is no NAME: CLI11 fills positionals in order, so
     // the command's first word landed in `name`.
     if (!fork.from_dir.empty() && !fork.name.empty()) {
+      // Before `--` it was a template name given with --from: refuse that.
+      bool before_dashes = false, dashes = false;
+      for (int i = 1; i < argc && !dashes; ++i) {
+        dashes = std::string(argv[i]) == "--";
+        before_dashes |= !dashes && argv[i] == fork.name;
+      }
+      before_dashes &= dashes;
+      if (before_dashes) {
+        fmt::print(stderr, "vicvmm: error: fork takes a template NAME or --from DIR, not both ('{}' and --from {})\n",
+                   fork.name, fork.from_dir);
+        return kExitVmmError;
+      }
       fork.command.insert(fork.command.begin(), fork.name);
       fork.name.clear();
     }
@@ -135,3 +209,5 @@ int main(int argc, char** argv) {
   }
   return kExitVmmError;
 }
+
+}  // namespace

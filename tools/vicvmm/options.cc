@@ -1,5 +1,9 @@
 #include "tools/vicvmm/options.h"
 
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -46,10 +50,26 @@ Result<uint64_t> parse_console_limit(const std::string& console, const std::stri
   return size;
 }
 
-Result<Console> open_console(const std::string& console, const std::string& limit) {
+Result<Console> open_console(const std::string& console, const std::string& limit,
+                             const std::vector<std::string>& inputs) {
   VIC_ASSIGN(uint64_t cap, parse_console_limit(console, limit));
   if (console == "stdout") return Console{UniqueFd(dup(1)), cap};
   if (console == "none") return Console{UniqueFd(), cap};
+  // Checked before anything is opened for writing: O_TRUNC on the kernel
+  // image would destroy it (and kill us with SIGBUS through its mapping).
+  struct stat out {};
+  if (stat(console.c_str(), &out) == 0) {
+    for (const auto& in : inputs) {
+      struct stat st {};
+      if (!in.empty() && stat(in.c_str(), &st) == 0 && st.st_dev == out.st_dev && st.st_ino == out.st_ino)
+        return err("--console {}: that is the input {}; an output must not be one of the inputs", console, in);
+    }
+    // procfs and sysfs files accept the open and fail every write: say so now.
+    struct statfs fs {};
+    if (statfs(console.c_str(), &fs) == 0 && (fs.f_type == PROC_SUPER_MAGIC || fs.f_type == SYSFS_MAGIC))
+      return err("--console {}: a /proc or /sys file, not a place for console output", console);
+    if (S_ISDIR(out.st_mode)) return err("--console {}: is a directory", console);
+  }
   UniqueFd fd(open(console.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (!fd) return sys_err("console file {}", console);
   return Console{std::move(fd), cap};

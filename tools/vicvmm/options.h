@@ -29,7 +29,10 @@ struct Console {
   UniqueFd fd;
   uint64_t limit = 0;  // MachineConfig::console_limit
 };
-Result<Console> open_console(const std::string& console, const std::string& limit);
+// `inputs` are the files the VM reads (kernel, initrd, disks): the console
+// may not be one of them.
+Result<Console> open_console(const std::string& console, const std::string& limit,
+                             const std::vector<std::string>& inputs = {});
 
 // Where the tools put the default guest: ${XDG_CACHE_HOME:-$HOME/.cache}/vicvmm.
 std::string cache_dir();

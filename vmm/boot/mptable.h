@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "vmm/boot/layout.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/result.h"
 
@@ -86,6 +87,10 @@ constexpr size_t mptable_size(unsigned ncpus) {
   return sizeof(MpFloatingPointer) + sizeof(MpConfigTable) + ncpus * sizeof(MpCpu) + sizeof(MpBus) +
          sizeof(MpIoApic) + (kMpIrqCount + 2) * sizeof(MpInterrupt);
 }
+
+// The most vCPUs whose table fits below kMpTableLimit: the real limit.
+inline constexpr unsigned kMpFitCpus = static_cast<unsigned>((kMpTableLimit - kMpTableGpa - mptable_size(0)) / sizeof(MpCpu));
+static_assert(kMpFitCpus == 37 && kMpFitCpus <= kMpMaxCpus);
 
 // Writes the floating pointer at kMpTableGpa and the config table right
 // after it: CPUs with APIC ids 0..ncpus-1 (cpu 0 the BSP), ISA bus 0, the

@@ -50,6 +50,7 @@ class Block : public Device {
 
   uint64_t capacity_bytes() const { return size_; }
   int fd() const { return fd_.get(); }
+  const std::string& path() const { return opts_.path; }
   bool read_only() const { return opts_.read_only; }
   uint64_t requests() const { return requests_; }
   uint64_t submits() const { return submits_; }
