@@ -437,7 +437,7 @@ Result<> decode_devices(std::span<const uint8_t> b, std::vector<DeviceRecord>& d
     uint32_t flags = r.u32();
     uint32_t path_len = r.u32();
     if (d.spec.device_id != virtio::kDeviceBlock && d.spec.device_id != virtio::kDeviceRng &&
-        d.spec.device_id != virtio::kDeviceConsole)
+        d.spec.device_id != virtio::kDeviceConsole && d.spec.device_id != virtio::kDeviceNet)
       return err("section 'devices': unknown device id {}", d.spec.device_id);
     if (flags > 1) return err("section 'devices': unknown flags {:#x}", flags);
     d.spec.read_only = flags & 1;

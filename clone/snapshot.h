@@ -41,7 +41,7 @@
 //     17 serial: 8 bytes: ier, lcr, mcr, scr, dll, dlm, fifo_enabled,
 //          thr_empty_pending.
 //     18 devices: count (u32, <= 16), then per virtio slot in order:
-//          device id (u32: 2 blk, 3 console, 4 rng), flags (u32: bit 0 read-only),
+//          device id (u32: 1 net, 2 blk, 3 console, 4 rng), flags (u32: bit 0 read-only),
 //          path length (u32, <= 4096) and path bytes (the disk image; empty
 //          for rng), the image's dev, inode, size and mtime in ns (4 x u64),
 //          transport registers: status, device_features_sel,

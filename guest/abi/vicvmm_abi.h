@@ -65,6 +65,10 @@ struct vic_mailbox {
 /* The command's stdin, stdout and stderr are the ports of the virtio-console
  * device (/dev/vport0p0..2), not the serial console. */
 #define VIC_MB_STDIO_PORTS 8u
+/* A virtio-net on the VMM's user-mode network: the agent brings up lo and
+ * eth0 as 10.0.2.15/24 with the default route via 10.0.2.2 and DNS at
+ * 10.0.2.3 (the same in every VM, so clones need no reconfiguration). */
+#define VIC_MB_NET 16u
 /* Template boot: after its setup the agent rings VIC_EV_TEMPLATE, where the
  * VMM captures the VM, and then waits in user mode until `generation`
  * changes. Each clone resumes there with its own mailbox (the personality)

@@ -20,7 +20,12 @@
 #include <stdio.h>
 #include <string.h>
 #include <linux/random.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <sys/io.h>
+#include <sys/socket.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -204,6 +209,54 @@ struct StdioPorts {
   int fd[3] = {-1, -1, -1};
 };
 
+// Static configuration for the VMM's user-mode network (VIC_MB_NET), by
+// ioctl: no DHCP client, no netlink library.
+void set_if(int s, const char* name, const char* addr, const char* mask) {
+  ifreq ifr{};
+  strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+  auto* sin = reinterpret_cast<sockaddr_in*>(&ifr.ifr_addr);
+  if (addr) {
+    sin->sin_family = AF_INET;
+    inet_pton(AF_INET, addr, &sin->sin_addr);
+    if (ioctl(s, SIOCSIFADDR, &ifr) != 0) diag("vic-init: %s address: %s", name, strerror(errno));
+    inet_pton(AF_INET, mask, &sin->sin_addr);
+    if (ioctl(s, SIOCSIFNETMASK, &ifr) != 0) diag("vic-init: %s netmask: %s", name, strerror(errno));
+  }
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) {
+    diag("vic-init: %s: %s", name, strerror(errno));
+    return;
+  }
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) diag("vic-init: %s up: %s", name, strerror(errno));
+}
+
+void configure_network() {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    diag("vic-init: socket: %s", strerror(errno));
+    return;
+  }
+  set_if(s, "lo", nullptr, nullptr);
+  set_if(s, "eth0", "10.0.2.15", "255.255.255.0");
+  rtentry rt{};
+  auto* dst = reinterpret_cast<sockaddr_in*>(&rt.rt_dst);
+  auto* gw = reinterpret_cast<sockaddr_in*>(&rt.rt_gateway);
+  auto* mask = reinterpret_cast<sockaddr_in*>(&rt.rt_genmask);
+  dst->sin_family = gw->sin_family = mask->sin_family = AF_INET;
+  inet_pton(AF_INET, "10.0.2.2", &gw->sin_addr);
+  rt.rt_flags = RTF_UP | RTF_GATEWAY;
+  if (ioctl(s, SIOCADDRT, &rt) != 0) diag("vic-init: default route: %s", strerror(errno));
+  close(s);
+  mkdir("/etc", 0755);
+  int fd = open("/etc/resolv.conf", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    static const char kResolv[] = "nameserver 10.0.2.3\n";
+    ssize_t n = write(fd, kResolv, sizeof kResolv - 1);
+    (void)n;
+    close(fd);
+  }
+}
+
 StdioPorts open_stdio_ports() {
   StdioPorts p;
   static const char* const kPaths[3] = {"/dev/vport0p0", "/dev/vport0p1", "/dev/vport0p2"};
@@ -285,6 +338,7 @@ int main(int main_argc, char** main_argv) {
     tcsetattr(console, TCSANOW, &tio);
   }
 
+  if (flags & VIC_MB_NET) configure_network();
   StdioPorts ports;
   if (flags & VIC_MB_STDIO_PORTS) ports = open_stdio_ports();
 

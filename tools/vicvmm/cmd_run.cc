@@ -17,6 +17,7 @@
 #include "vmm/mapped_file.h"
 #include "vmm/virtio/block.h"
 #include "vmm/virtio/console.h"
+#include "vmm/virtio/device_spec.h"
 #include "vmm/virtio/rng.h"
 
 namespace vicvmm::cli {
@@ -78,6 +79,15 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   if (o.vcpus == 0 || o.vcpus > boot::kMpFitCpus)
     return fail(Error{fmt::format("--vcpus {}: must be 1..{} (what the MP table holds)", o.vcpus, boot::kMpFitCpus)});
 
+  std::vector<net::PortForward> forwards;
+  for (const auto& text : o.publish) {
+    auto f = net::parse_publish(text);
+    if (!f) return fail(f.error());
+    if (f->size() != 1) return fail(Error{fmt::format("-p {}: a port range needs fork -n", text)});
+    forwards.push_back(f->front());
+  }
+  const bool with_net = o.net || !forwards.empty();
+
   // Disks open (and lock) before anything else, so a bad one fails fast.
   std::vector<std::shared_ptr<virtio::Block>> disks;
   for (const auto& text : o.disks) {
@@ -136,6 +146,12 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
     auto slot = m.add_virtio(std::move(d));
     if (!slot) return fail(slot.error());
   }
+  if (with_net) {
+    virtio::DeviceSpec net_spec{virtio::kDeviceNet, {}, false, {}, forwards};
+    auto dev = virtio::open_device(net_spec);
+    if (!dev) return fail(dev.error());
+    if (auto slot = m.add_virtio(std::move(*dev)); !slot) return fail(slot.error());
+  }
 
   LinuxBootSpec spec;
   spec.kernel = kernel->bytes();
@@ -144,7 +160,7 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   spec.agent.argv = o.command;
   spec.agent.env = default_env(o.env);  // never lose PATH to --env
   spec.agent.hostname = o.hostname;
-  spec.agent.flags = (o.port_doorbell ? VIC_MB_CHANNEL_PORT : 0) | VIC_MB_STDIO_PORTS;
+  spec.agent.flags = (o.port_doorbell ? VIC_MB_CHANNEL_PORT : 0) | VIC_MB_STDIO_PORTS | (with_net ? VIC_MB_NET : 0);
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
   spec.agent.wallclock_ns = static_cast<uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(now.tv_nsec);

@@ -18,6 +18,8 @@ struct RunOptions {
   bool port_doorbell = false;   // agent reports through the I/O port instead of MMIO
   bool no_rng = false;          // leave out the virtio-rng device
   std::vector<std::string> disks;  // --disk PATH[,ro|rw], /dev/vda, /dev/vdb, ... in order
+  bool net = false;                // virtio-net on user-mode networking (implied by -p)
+  std::vector<std::string> publish;  // -p [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|udp]
   unsigned timeout_s = 0;
   bool stats = false;
   std::vector<std::string> command;

@@ -96,6 +96,10 @@ int real_main(int argc, char** argv) {
   run_cmd->add_option("--hostname", run.hostname, "Guest hostname")->capture_default_str();
   run_cmd->add_flag("--port-doorbell", run.port_doorbell, "Agent reports through an I/O port instead of MMIO");
   run_cmd->add_flag("--no-rng", run.no_rng, "No virtio-rng device (the guest's /dev/hwrng)");
+  run_cmd->add_flag("--net", run.net, "A virtio-net on user-mode networking (NAT, guest 10.0.2.15, host 10.0.2.2)");
+  run_cmd->add_option("-p,--publish", run.publish,
+                      "Publish a guest port: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|udp] (repeatable; implies --net; "
+                      "HOSTIP defaults to 127.0.0.1)");
   run_cmd->add_option("--disk", run.disks,
                       "Raw disk image PATH[,ro|rw] on virtio-blk: /dev/vda, /dev/vdb, ... in order (repeatable; "
                       "default rw, locked so no other VM uses it)");

@@ -4,6 +4,7 @@
 
 #include "vmm/virtio/block.h"
 #include "vmm/virtio/console.h"
+#include "vmm/virtio/net.h"
 #include "vmm/virtio/rng.h"
 
 namespace vicvmm::virtio {
@@ -13,6 +14,7 @@ const char* device_kind_name(uint32_t device_id) {
     case kDeviceBlock: return "blk";
     case kDeviceRng: return "rng";
     case kDeviceConsole: return "console";
+    case kDeviceNet: return "net";
     default: return "unknown";
   }
 }
@@ -20,6 +22,10 @@ const char* device_kind_name(uint32_t device_id) {
 Result<std::shared_ptr<Device>> open_device(DeviceSpec& spec, const FileIdentity* expect) {
   switch (spec.device_id) {
     case kDeviceRng: return std::shared_ptr<Device>(std::make_shared<Rng>());
+    case kDeviceNet: {
+      VIC_ASSIGN(auto backend, net::SlirpBackend::create(spec.forwards));
+      return std::shared_ptr<Device>(std::make_shared<Net>(std::move(backend)));
+    }
     case kDeviceConsole: {
       VIC_ASSIGN(auto c, Console::create());
       return std::shared_ptr<Device>(std::move(c));

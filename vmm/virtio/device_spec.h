@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "vmm/net/slirp_backend.h"
 #include "vmm/result.h"
 #include "vmm/virtio/device.h"
 
@@ -21,10 +22,11 @@ struct FileIdentity {
 };
 
 struct DeviceSpec {
-  uint32_t device_id = 0;  // kDeviceRng, kDeviceBlock or kDeviceConsole
+  uint32_t device_id = 0;  // kDeviceRng, kDeviceBlock, kDeviceConsole or kDeviceNet
   std::string path;        // block: the image
   bool read_only = false;  // block
   FileIdentity identity;   // block: filled in by open_device()
+  std::vector<net::PortForward> forwards;  // net: this VM's published ports (not part of a snapshot)
 };
 
 const char* device_kind_name(uint32_t device_id);
