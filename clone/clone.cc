@@ -56,6 +56,7 @@ Result<std::unique_ptr<Clone>> Clone::create(const Kvm& kvm, std::shared_ptr<con
       c->stdio_ = std::static_pointer_cast<virtio::Console>(*dev);
       c->stdio_->set_output([self = c.get()](uint32_t port, std::span<const uint8_t> b) { self->on_stdio(port, b); });
     }
+    if (spec.device_id == virtio::kDeviceNet) c->net_ = std::static_pointer_cast<virtio::Net>(*dev);
     VIC_TRY(c->machine_->add_virtio(std::move(*dev)));
   }
   // The I/O thread writes guest memory too (used rings, read buffers):
@@ -173,7 +174,14 @@ Result<std::vector<uint64_t>> Clone::dirty_page_list() {
   return pages;
 }
 
+Result<> Clone::publish(const std::vector<net::PortForward>& forwards) {
+  if (forwards.empty()) return {};
+  if (!net_) return err("clone {}: its template has no network (template create --net) to publish ports on", id_);
+  return net_->backend().publish(forwards);
+}
+
 Result<> Clone::reset() {
+  if (net_) net_->backend().unpublish_all();
   // Devices first: a request in flight could write a page after it was
   // discarded below.
   for (const auto& slot : machine_->virtio_slots()) slot->transport().reset();

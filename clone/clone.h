@@ -15,6 +15,7 @@
 #include "vmm/agent/mailbox.h"
 #include "vmm/machine.h"
 #include "vmm/virtio/console.h"
+#include "vmm/virtio/net.h"
 
 namespace vicvmm {
 
@@ -53,6 +54,9 @@ class Clone {
   // lets a caller that waited for a pooled shell count from its request.
   Result<> start(const AgentRequest& personality, uint64_t requested_ns = 0);
   Result<StopInfo> run();
+  // Publishes host ports to this clone's guest (its template has a
+  // virtio-net); before start(). A reset removes them again.
+  Result<> publish(const std::vector<net::PortForward>& forwards);
   // Back to the template state, discarding the pages this clone wrote; the
   // clone can then start() again.
   Result<> reset();
@@ -93,6 +97,7 @@ class Clone {
   CloneOptions opts_;
   std::array<std::string, 3> partial_lines_;  // per port, for the line fallback
   std::shared_ptr<virtio::Console> stdio_;
+  std::shared_ptr<virtio::Net> net_;
   std::unique_ptr<Machine> machine_;
   uint32_t id_ = 0;
   uint64_t requested_ns_ = 0;

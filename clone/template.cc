@@ -38,6 +38,7 @@ Result<std::shared_ptr<const Template>> Template::boot(const Kvm& kvm, const Tem
   boot.agent.flags = VIC_MB_TEMPLATE | VIC_MB_QUIET;
   for (const auto& d : devices)
     if (d.device_id == virtio::kDeviceConsole) boot.agent.flags |= VIC_MB_STDIO_PORTS;
+    else if (d.device_id == virtio::kDeviceNet) boot.agent.flags |= VIC_MB_NET;
   boot.agent.argv = {"/bin/true"};  // replaced by each clone's personality
   VIC_TRY(boot_linux(*machine, boot));
 

@@ -88,6 +88,18 @@ int cmd_fork(const ForkOptions& o) {
     return fail(tmpl.error().message);
   }
 
+  // Per clone: the forwards it publishes (clone i takes the i-th port of
+  // every range; a single port only works for one clone).
+  std::vector<std::vector<net::PortForward>> per_clone(o.count);
+  for (const auto& text : o.publish) {
+    auto f = net::parse_publish(text);
+    if (!f) return fail(f.error().message);
+    if (f->size() != o.count)
+      return fail(fmt::format("-p {}: {} host port(s) for {} clones (give a range of {} ports)", text, f->size(),
+                              o.count, o.count));
+    for (unsigned i = 0; i < o.count; ++i) per_clone[i].push_back((*f)[i]);
+  }
+
   std::mutex out_mu;
   CloneOptions copts;
   copts.timeout = std::chrono::seconds(o.timeout_s);
@@ -127,7 +139,9 @@ int cmd_fork(const ForkOptions& o) {
       req.hostname = fmt::format("clone-{}", i + 1);
       req.seed = fresh_seed();
       req.wallclock_ns = realtime_ns();
-      if (auto r = (*clone)->start(req, t_req); !r) {
+      if (auto p = (*clone)->publish(per_clone[i]); !p) {
+        s.failure = p.error().message;
+      } else if (auto r = (*clone)->start(req, t_req); !r) {
         s.failure = r.error().message;
       } else if (auto stop = (*clone)->run(); !stop) {
         s.failure = stop.error().message;

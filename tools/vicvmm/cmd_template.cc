@@ -35,6 +35,7 @@ int cmd_template_create(const TemplateCreateOptions& o) {
   std::vector<virtio::DeviceSpec> devices;
   devices.push_back({virtio::kDeviceConsole, {}, false, {}});  // the command's stdio
   if (!o.no_rng) devices.push_back({virtio::kDeviceRng, {}, false, {}});
+  if (o.net) devices.push_back({virtio::kDeviceNet, {}, false, {}});
   for (const auto& text : o.disks) {
     auto d = virtio::parse_disk_option(text);
     if (!d) return fail(d.error().message);

@@ -36,6 +36,7 @@ struct TemplateCreateOptions {
   bool no_rng = false;
   std::vector<std::string> disks;  // --disk PATH,ro: shared by every clone
   unsigned timeout_s = 0;          // 0: the library's default (5 minutes)
+  bool net = false;                // a virtio-net; each clone gets its own user-mode network
 };
 int cmd_template_create(const TemplateCreateOptions& o);
 int cmd_template_ls();
@@ -54,6 +55,7 @@ struct ForkOptions {
   bool quiet = false;      // no clone output, summary only
   std::vector<std::string> env;
   unsigned timeout_s = 60;
+  std::vector<std::string> publish;  // -p; a host port range gives clone i the i-th port
   std::vector<std::string> command;
 };
 int cmd_fork(const ForkOptions& o);

@@ -92,17 +92,17 @@ int real_main(int argc, char** argv) {
   run_cmd->add_option("--console-limit", run.console_limit,
                       "Write at most SIZE bytes of console output, then drop the rest (default: 64M for a file, "
                       "no limit for stdout; 0: no limit)");
-  run_cmd->add_option("--env", run.env, "Environment variable KEY=VALUE for CMD (repeatable)");
+  run_cmd->add_option("--env", run.env, "Environment variable KEY=VALUE for CMD (repeatable)")->allow_extra_args(false);
   run_cmd->add_option("--hostname", run.hostname, "Guest hostname")->capture_default_str();
   run_cmd->add_flag("--port-doorbell", run.port_doorbell, "Agent reports through an I/O port instead of MMIO");
   run_cmd->add_flag("--no-rng", run.no_rng, "No virtio-rng device (the guest's /dev/hwrng)");
   run_cmd->add_flag("--net", run.net, "A virtio-net on user-mode networking (NAT, guest 10.0.2.15, host 10.0.2.2)");
   run_cmd->add_option("-p,--publish", run.publish,
                       "Publish a guest port: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|udp] (repeatable; implies --net; "
-                      "HOSTIP defaults to 127.0.0.1)");
+                      "HOSTIP defaults to 127.0.0.1)")->allow_extra_args(false);
   run_cmd->add_option("--disk", run.disks,
                       "Raw disk image PATH[,ro|rw] on virtio-blk: /dev/vda, /dev/vdb, ... in order (repeatable; "
-                      "default rw, locked so no other VM uses it)");
+                      "default rw, locked so no other VM uses it)")->allow_extra_args(false);
   run_cmd->add_option("--timeout", run.timeout_s, "Stop the guest after this many seconds (0: never)");
   run_cmd->add_flag("--stats", run.stats, "Print exit counters, host assists and timings to stderr");
   run_cmd->add_option("command", run.command, "Command and arguments to run in the guest (after --)");
@@ -121,9 +121,10 @@ int real_main(int argc, char** argv) {
   tc_cmd->add_option("--console-limit", tc.console_limit, "As for run: cap on the boot log's size");
   tc_cmd->add_flag("--force", tc.force, "Replace an existing template");
   tc_cmd->add_flag("--no-rng", tc.no_rng, "No virtio-rng device");
+  tc_cmd->add_flag("--net", tc.net, "A virtio-net: each clone gets its own user-mode network (same address in all)");
   tc_cmd->add_option("--timeout", tc.timeout_s, "Give up on the boot after this many seconds (default 300)");
   tc_cmd->add_option("--disk", tc.disks,
-                     "Raw disk image PATH,ro on virtio-blk (repeatable); read-only: every clone shares it");
+                     "Raw disk image PATH,ro on virtio-blk (repeatable); read-only: every clone shares it")->allow_extra_args(false);
   auto* tl_cmd = tmpl_cmd->add_subcommand("ls", "List templates");
   std::string rm_name;
   auto* tr_cmd = tmpl_cmd->add_subcommand("rm", "Remove a template");
@@ -143,8 +144,11 @@ int real_main(int argc, char** argv) {
   fork_cmd->add_flag("--no-pool", fork.no_pool, "Build each clone's VM on demand instead of from a pool");
   fork_cmd->add_option("--pool-size", fork.pool_size, "Shells kept ready (default: min(n, 16))");
   fork_cmd->add_flag("--quiet", fork.quiet, "Print only the summary, not the clones' output");
-  fork_cmd->add_option("--env", fork.env, "Environment variable KEY=VALUE (repeatable)");
+  fork_cmd->add_option("--env", fork.env, "Environment variable KEY=VALUE (repeatable)")->allow_extra_args(false);
   fork_cmd->add_option("--timeout", fork.timeout_s, "Per-clone timeout in seconds")->capture_default_str();
+  fork_cmd->add_option("-p,--publish", fork.publish,
+                       "Publish a guest port per clone: [HOSTIP:]HOSTPORT[-LAST]:GUESTPORT[/tcp|udp]; a range "
+                       "gives clone i its i-th port (repeatable; the template needs --net)")->allow_extra_args(false);
   fork_cmd->add_option("command", fork.command, "Command and arguments (after --)");
 
   BenchOptions bench;

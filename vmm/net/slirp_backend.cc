@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <future>
 #include <thread>
 
 namespace vicvmm::net {
@@ -47,6 +49,19 @@ class NetLoop {
   void remove(SlirpBackend* b) {
     std::lock_guard lock(mu_);
     backends_.erase(std::remove(backends_.begin(), backends_.end(), b), backends_.end());
+  }
+  // Runs `fn` on the network thread and waits for it.
+  void call(const std::function<void()>& fn) {
+    std::promise<void> done;
+    {
+      std::lock_guard lock(mu_);
+      tasks_.push_back([&] {
+        fn();
+        done.set_value();
+      });
+    }
+    wake();
+    done.get_future().wait();
   }
   void wake() {
     uint64_t one = 1;
@@ -90,6 +105,8 @@ class NetLoop {
       uint32_t timeout = 1000;
       {
         std::lock_guard lock(mu_);
+        for (auto& t : tasks_) t();
+        tasks_.clear();
         int64_t now_ms = now_ns() / 1'000'000;
         for (SlirpBackend* b : backends_) {
           b->loop_input();
@@ -124,6 +141,7 @@ class NetLoop {
   UniqueFd wake_;
   std::mutex mu_;
   std::vector<SlirpBackend*> backends_;
+  std::vector<std::function<void()>> tasks_;
   std::thread thread_;
 };
 
@@ -225,16 +243,43 @@ Result<std::shared_ptr<SlirpBackend>> SlirpBackend::create(const std::vector<Por
   cfg.disable_dhcp = true;  // vic-init configures the address itself
   b->slirp_ = slirp_new(&cfg, &kCallbacks, b.get());
   if (!b->slirp_) return err("net: slirp_new failed");
+  VIC_TRY(b->add_forwards(forwards));  // not registered yet: no other thread uses slirp_
+  NetLoop::shared().add(b.get());
+  return b;
+}
+
+Result<> SlirpBackend::add_forwards(const std::vector<PortForward>& forwards) {
   for (const auto& f : forwards) {
     in_addr host{}, guest{};
     inet_pton(AF_INET, f.host_ip.c_str(), &host);
     inet_pton(AF_INET, kGuestAddress, &guest);
-    if (slirp_add_hostfwd(b->slirp_, f.udp, host, f.host_port, guest, f.guest_port) != 0)
+    if (slirp_add_hostfwd(slirp_, f.udp, host, f.host_port, guest, f.guest_port) != 0) {
+      remove_forwards();
       return err("net: cannot publish {}:{}/{} (in use, or not an address of this host)", f.host_ip, f.host_port,
                  f.udp ? "udp" : "tcp");
+    }
+    published_.push_back(f);
   }
-  NetLoop::shared().add(b.get());
-  return b;
+  return {};
+}
+
+void SlirpBackend::remove_forwards() {
+  for (const auto& f : published_) {
+    in_addr host{};
+    inet_pton(AF_INET, f.host_ip.c_str(), &host);
+    slirp_remove_hostfwd(slirp_, f.udp, host, f.host_port);
+  }
+  published_.clear();
+}
+
+Result<> SlirpBackend::publish(const std::vector<PortForward>& forwards) {
+  Result<> r;
+  NetLoop::shared().call([&] { r = add_forwards(forwards); });
+  return r;
+}
+
+void SlirpBackend::unpublish_all() {
+  NetLoop::shared().call([&] { remove_forwards(); });
 }
 
 SlirpBackend::~SlirpBackend() {

@@ -49,6 +49,12 @@ class SlirpBackend {
   static Result<std::shared_ptr<SlirpBackend>> create(const std::vector<PortForward>& forwards);
   ~SlirpBackend();
 
+  // Adds published ports now (a clone's, at its start; any thread: the
+  // network thread does it, and this waits). All or none.
+  Result<> publish(const std::vector<PortForward>& forwards);
+  // Removes every published port (a clone's reset).
+  void unpublish_all();
+
   // Guest -> network (any thread).
   void send_from_guest(std::vector<uint8_t> frame);
   // Network -> guest: frames waiting for the device (any thread).
@@ -73,6 +79,9 @@ class SlirpBackend {
   std::deque<std::vector<uint8_t>> to_guest_, to_slirp_;
   uint64_t dropped_ = 0;
   std::vector<Timer*> timers_;
+  std::vector<PortForward> published_;  // network thread (or while unregistered)
+  Result<> add_forwards(const std::vector<PortForward>& forwards);
+  void remove_forwards();
 };
 
 }  // namespace vicvmm::net

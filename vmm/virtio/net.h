@@ -28,6 +28,7 @@ class Net : public Device {
   void complete(QueueHost& host) override;
   void reset() override { pending_.clear(); }
 
+  net::SlirpBackend& backend() { return *backend_; }
   uint64_t frames_in() const { return frames_in_; }
   uint64_t frames_out() const { return frames_out_; }
 
