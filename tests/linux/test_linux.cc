@@ -9,7 +9,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/linux/http_helpers.h"
 #include "tests/subprocess.h"
+
+#include <thread>
 
 using namespace vicvmm::test;
 
@@ -253,4 +256,51 @@ TEST_CASE("stdio channel: 1 MiB of binary output and a 10,000-byte line arrive b
   Outcome md5 = run_process({"/bin/sh", "-c", "md5sum < '" + path + "'"});
   unlink(path.c_str());
   CHECK(o.err == md5.out + "to-stderr\n");
+}
+
+TEST_CASE("virtio-net: the guest reaches a server on host loopback through slirp, with its fixed address") {
+  HostHttpServer server("hello-from-host");
+  REQUIRE(server.port() != 0);
+  Outcome o = run_vicvmm({"--net", "--stats", "--console", "none", "--", "/bin/sh", "-c",
+                          "wget -q -O - http://10.0.2.2:" + std::to_string(server.port()) +
+                              "/; echo; echo rc=$?; cat /etc/resolv.conf /sys/class/net/eth0/address"});
+  CAPTURE(o.out, o.err);
+  CHECK(o.status == 0);
+  CHECK(o.out == "hello-from-host\nrc=0\nnameserver 10.0.2.3\n52:54:00:12:34:56\n");
+  CHECK(server.requests() == 1);
+  CHECK(o.err.find("virtio-net: ") != std::string::npos);
+}
+
+// Serves /tmp/www with busybox httpd until one request was answered (up to
+// 60 s), then prints httpd's log.
+const std::string kServeOnce =
+    "mkdir -p /tmp/www; echo served-by-the-guest > /tmp/www/index.html; "
+    "httpd -f -vv -p 80 -h /tmp/www 2>/tmp/log & i=0; "
+    "while ! grep -q response:200 /tmp/log 2>/dev/null && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done; "
+    "sleep 1; cat /tmp/log";
+
+TEST_CASE("virtio-net: a published port (-p HOST:GUEST) reaches busybox httpd in the guest") {
+  const uint16_t port = free_port();
+  Outcome o;
+  std::thread vm([&] {
+    // busybox httpd serves until it logged one answered request; then the
+    // command (and the VM) ends.
+    o = run_vicvmm({"-p", std::to_string(port) + ":80", "--console", "none", "--", "/bin/sh", "-c", kServeOnce});
+  });
+  std::string body = http_get_retry(port, std::chrono::seconds(100));
+  vm.join();
+  CAPTURE(o.out, o.err);
+  CHECK(body == "served-by-the-guest\n");
+  CHECK(o.status == 0);
+  CHECK(o.out.find("response:200") != std::string::npos);  // httpd's log of our request
+}
+
+TEST_CASE("-p: bad specifications are refused with one error line") {
+  for (const std::string bad : {"80", "x:80", "0:80", "70000:80", "8080:80/sctp", "300.1.1.1:8080:80", "8081-8080:80",
+                                "8080-8081:80"}) {
+    CAPTURE(bad);
+    Outcome o = run_process({vicvmm_bin(), "run", "-p", bad, "--", "/bin/true"});
+    CHECK(o.status == 125);
+    CHECK(o.err.rfind("vicvmm: error: -p " + bad, 0) == 0);
+  }
 }

@@ -1,6 +1,7 @@
 #include "vmm/io/event_loop.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <time.h>
 
 #include <sys/epoll.h>
@@ -71,6 +72,12 @@ size_t EventLoop::watched() const {
 }
 
 void EventLoop::run() {
+  // Devices write to host fds (a container's stdout into a closed pipe):
+  // EPIPE, never a SIGPIPE that kills the process.
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
   epoll_event events[64];
   for (;;) {
     int n = epoll_wait(epoll_.get(), events, 64, -1);

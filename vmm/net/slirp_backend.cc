@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <poll.h>
+#include <signal.h>
 #include <slirp/libslirp.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -96,6 +97,12 @@ class NetLoop {
 
   void run() {
     pthread_setname_np(pthread_self(), "vicvmm-net");
+    // libslirp writes to sockets whose peer may be gone: EPIPE, not a
+    // process-killing SIGPIPE (the signal stays pending on this thread).
+    sigset_t pipe;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
     std::vector<pollfd> fds;
     std::vector<SlirpBackend*> polled;
     for (;;) {
