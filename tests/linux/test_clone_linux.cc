@@ -23,9 +23,11 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "clone/clone.h"
 #include "clone/template.h"
+#include "tests/linux/http_helpers.h"
 #include "tests/subprocess.h"
 #include "tools/vicvmm/options.h"
 #include "vmm/mapped_file.h"
@@ -96,7 +98,8 @@ LinuxTemplate boot_linux_template() {
   spec.timeout = std::chrono::minutes(5);
   spec.devices = {{virtio::kDeviceConsole, {}, false, {}},
                   {virtio::kDeviceRng, {}, false, {}},
-                  {virtio::kDeviceBlock, template_disk().path, true, {}}};
+                  {virtio::kDeviceBlock, template_disk().path, true, {}},
+                  {virtio::kDeviceNet, {}, false, {}}};
   auto t0 = std::chrono::steady_clock::now();
   auto tmpl = Template::boot(*t.kvm, spec);
   t.boot_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -329,17 +332,19 @@ TEST_CASE("linux clones: reset and run again; dirty pages and private memory", "
 TEST_CASE("linux clones with devices: the template's disk and rng work in a clone and again after reset, "
           "and reset discards what the devices wrote into guest memory", "[linux][clone][virtio]") {
   REQUIRE_TEMPLATE();
-  REQUIRE(lt.tmpl->state().devices.size() == 3);
+  REQUIRE(lt.tmpl->state().devices.size() == 4);
   Consoles consoles;
   auto created = Clone::create(*lt.kvm, lt.tmpl, options_for(consoles));
   REQUIRE_OK(created);
   Clone& c = **created;
   // Block 100 was never read by the template: the device DMAs it into the
   // clone's page cache, a page KVM's dirty log does not see.
+  HostHttpServer server("net-ok");
   const std::vector<std::string> cmd = {
       "/bin/sh", "-c",
       "dd if=/dev/vda bs=4096 skip=100 count=1 2>/dev/null | head -c 12; echo; "
-      "head -c 512 /dev/hwrng | wc -c; cat /sys/block/vda/ro; exit 5"};
+      "head -c 512 /dev/hwrng | wc -c; cat /sys/block/vda/ro; wget -q -O - http://10.0.2.2:" +
+          std::to_string(server.port()) + "/; echo; exit 5"};
   for (uint32_t life = 21; life <= 22; ++life) {
     CAPTURE(life);
     REQUIRE_OK(c.start(request(life, "dev-" + std::to_string(life), cmd)));
@@ -352,6 +357,7 @@ TEST_CASE("linux clones with devices: the template's disk and rng work in a clon
     CHECK(has_line(out, "disk-at-100!"));
     CHECK(has_line(out, "512"));
     CHECK(has_line(out, "1"));
+    CHECK(has_line(out, "net-ok"));  // the clone's own slirp, in both lives
     REQUIRE_OK(c.reset());
     // Every page but those a start always writes is the template's again.
     void* p = mmap(nullptr, lt.tmpl->mem_size(), PROT_READ, MAP_PRIVATE, lt.tmpl->memory_fd(), 0);
@@ -368,6 +374,41 @@ TEST_CASE("linux clones with devices: the template's disk and rng work in a clon
     CAPTURE(pages_str(differing));
     CHECK(differing.empty());
   }
+}
+
+TEST_CASE("linux clones: two clones of one template serve on the same guest port through two host ports",
+          "[linux][clone][virtio]") {
+  REQUIRE_TEMPLATE();
+  Consoles consoles;
+  const uint16_t ports[2] = {free_port(), free_port()};
+  std::vector<std::unique_ptr<Clone>> clones;
+  for (uint32_t i = 0; i < 2; ++i) {
+    auto c = Clone::create(*lt.kvm, lt.tmpl, options_for(consoles));
+    REQUIRE_OK(c);
+    REQUIRE_OK((*c)->publish({{false, "127.0.0.1", ports[i], 80}}));
+    const std::string name = "web-" + std::to_string(i + 1);
+    REQUIRE_OK((*c)->start(request(31 + i, name,
+                                   {"/bin/sh", "-c",
+                                    "mkdir -p /tmp/www; hostname > /tmp/www/index.html; httpd -f -p 80 -h /tmp/www"})));
+    clones.push_back(std::move(*c));
+  }
+  std::vector<std::thread> runs;
+  for (auto& c : clones) runs.emplace_back([&c] { (void)c->run(); });
+  std::string a = http_get_retry(ports[0], std::chrono::seconds(60));
+  std::string b = http_get_retry(ports[1], std::chrono::seconds(60));
+  for (auto& c : clones) c->machine().request_stop({StopReason::Stopped, 0, "test done"});
+  for (auto& t : runs) t.join();
+  CHECK(a == "web-1\n");
+  CHECK(b == "web-2\n");
+  // A port is the clone's alone: a third clone cannot take it ...
+  auto third = Clone::create(*lt.kvm, lt.tmpl, options_for(consoles));
+  REQUIRE_OK(third);
+  auto taken = (*third)->publish({{false, "127.0.0.1", ports[0], 80}});
+  REQUIRE_FALSE(taken.has_value());
+  CHECK(taken.error().message.find("cannot publish 127.0.0.1:" + std::to_string(ports[0])) != std::string::npos);
+  // ... until its owner is gone.
+  clones.clear();  // the first two are gone: their ports are free again
+  CHECK((*third)->publish({{false, "127.0.0.1", ports[0], 80}}).has_value());
 }
 
 // The user's workflow through the binary, with its own template under a
