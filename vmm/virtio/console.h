@@ -36,7 +36,11 @@ class Console : public Device {
   const char* name() const override { return "console"; }
   uint32_t device_id() const override { return kDeviceConsole; }
   uint64_t features() const override;
-  std::vector<uint16_t> queue_max_sizes() const override { return std::vector<uint16_t>(8, 128); }
+  // The guest fills every receive queue with a page per slot at probe,
+  // emulated kernel work here: small receive queues (port 0's 16 pages are
+  // 64 KiB of stdin in flight; stdout/stderr never receive), transmit
+  // queues as large as the guest likes.
+  std::vector<uint16_t> queue_max_sizes() const override { return {16, 64, 8, 8, 1, 64, 1, 64}; }
   void read_config(uint64_t offset, std::span<uint8_t> data) override;
   void process(size_t queue, QueueHost& host) override;
   int completion_fd() const override { return wake_.get(); }

@@ -21,7 +21,8 @@ class Net : public Device {
   const char* name() const override { return "net"; }
   uint32_t device_id() const override { return kDeviceNet; }
   uint64_t features() const override;
-  std::vector<uint16_t> queue_max_sizes() const override { return {256, 256}; }
+  // 64 receive buffers (allocated by the guest at probe, emulated work here).
+  std::vector<uint16_t> queue_max_sizes() const override { return {64, 256}; }
   void read_config(uint64_t offset, std::span<uint8_t> data) override;
   void process(size_t queue, QueueHost& host) override;
   int completion_fd() const override { return backend_->to_guest_fd(); }
