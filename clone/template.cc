@@ -6,6 +6,7 @@
 #include "clone/snapshot.h"
 #include "vmm/boot/x86_state.h"
 #include "vmm/linux_boot.h"
+#include "vmm/virtio/console.h"
 
 namespace vicvmm {
 
@@ -28,6 +29,9 @@ Result<std::shared_ptr<const Template>> Template::boot(const Kvm& kvm, const Tem
     if (d.device_id == virtio::kDeviceBlock && !d.read_only)
       return err("template: disk {} is read-write; every clone would share it (add ,ro)", d.path);
     VIC_ASSIGN(auto dev, virtio::open_device(d));
+    // Templates (and so clones) have no stdin: the guest reads EOF, and
+    // learns it before the capture, not at every clone's start.
+    if (d.device_id == virtio::kDeviceConsole) std::static_pointer_cast<virtio::Console>(dev)->close_input();
     VIC_TRY(machine->add_virtio(std::move(dev)));
   }
 

@@ -76,8 +76,10 @@ void Console::reset() {
 }
 
 void Console::restored() {
-  // The template's guest finished the port handshake and saw stdin open.
-  stdin_announced_ = stdin_open_ = true;
+  // The template's guest finished the port handshake, and its stdin was
+  // closed before the capture (Template::boot), so a clone starts with no
+  // control message to send and no interrupt to raise.
+  stdin_announced_ = stdin_open_ = eof_sent_ = true;
 }
 
 void Console::send_control(uint32_t id, uint16_t event, uint16_t value, std::string_view extra) {
