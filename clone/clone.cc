@@ -119,8 +119,6 @@ Result<> Clone::start(const AgentRequest& personality, uint64_t requested_ns) {
   req.clone_id = id_;
   // A generation above the template's wakes the agent's wait loop.
   req.generation = personality.generation ? personality.generation : 1;
-  // Clones have no stdin: the command reads EOF.
-  if (stdio_) stdio_->close_input();
   VIC_ASSIGN(vic_mailbox mb, build_mailbox(req));
   VIC_TRY(machine_->memory().write_obj(VIC_MAILBOX_GPA, mb));
   // The VMM's own write is not in KVM's dirty log: record it.
@@ -177,11 +175,14 @@ Result<std::vector<uint64_t>> Clone::dirty_page_list() {
 Result<> Clone::publish(const std::vector<net::PortForward>& forwards) {
   if (forwards.empty()) return {};
   if (!net_) return err("clone {}: its template has no network (template create --net) to publish ports on", id_);
-  return net_->backend().publish(forwards);
+  VIC_TRY(net_->backend().publish(forwards));
+  published_ = true;
+  return {};
 }
 
 Result<> Clone::reset() {
-  if (net_) net_->backend().unpublish_all();
+  if (published_) net_->backend().unpublish_all();  // a network-thread round trip: only when needed
+  published_ = false;
   // Devices first: a request in flight could write a page after it was
   // discarded below.
   for (const auto& slot : machine_->virtio_slots()) slot->transport().reset();

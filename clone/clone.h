@@ -98,6 +98,7 @@ class Clone {
   std::array<std::string, 3> partial_lines_;  // per port, for the line fallback
   std::shared_ptr<virtio::Console> stdio_;
   std::shared_ptr<virtio::Net> net_;
+  bool published_ = false;  // ports were published since the last reset
   std::unique_ptr<Machine> machine_;
   uint32_t id_ = 0;
   uint64_t requested_ns_ = 0;

@@ -148,7 +148,8 @@ TEST_CASE("virtio-rng: the guest reads the host's randomness from /dev/hwrng; --
   CHECK(lines[lines.size() - 3] == "4096");
   CHECK(lines[lines.size() - 2] == "differ");
   CHECK(lines[lines.size() - 1] == "virtio_rng.0");
-  CHECK(o.err.find("virtio_mmio.device=4K@0xd0000000:5") != std::string::npos);
+  // Slot 0 is the stdio console, slot 1 the rng.
+  CHECK(o.err.find("virtio_mmio.device=4K@0xd0001000:6") != std::string::npos);
   auto at = o.err.find("virtio-rng: ");
   REQUIRE(at != std::string::npos);
   CHECK(o.err.find(" 0 resets needed", at) != std::string::npos);

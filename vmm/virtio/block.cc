@@ -162,8 +162,7 @@ void Block::read_config(uint64_t offset, std::span<uint8_t> data) {
   c.max_write_zeroes_sectors = kMaxDiscardSectors;
   c.max_write_zeroes_seg = 1;
   c.write_zeroes_may_unmap = 1;
-  auto* bytes = reinterpret_cast<const uint8_t*>(&c);
-  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof c ? bytes[offset + i] : 0;
+  read_config_window({reinterpret_cast<const uint8_t*>(&c), sizeof c}, offset, data);
 }
 
 void Block::reset() { drain(); }

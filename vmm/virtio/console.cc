@@ -35,7 +35,7 @@ void Console::read_config(uint64_t offset, std::span<uint8_t> data) {
   uint8_t cfg[12] = {};
   uint32_t ports = kPorts;
   std::memcpy(cfg + 4, &ports, 4);
-  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof cfg ? cfg[offset + i] : 0;
+  read_config_window(cfg, offset, data);
 }
 
 void Console::set_output(OutputFn fn) {
@@ -72,14 +72,14 @@ void Console::close_input() {
 
 void Console::reset() {
   control_out_.clear();
-  stdin_announced_ = stdin_open_ = eof_sent_ = false;
+  stdin_open_ = eof_sent_ = false;
 }
 
 void Console::restored() {
   // The template's guest finished the port handshake, and its stdin was
   // closed before the capture (Template::boot), so a clone starts with no
   // control message to send and no interrupt to raise.
-  stdin_announced_ = stdin_open_ = eof_sent_ = true;
+  stdin_open_ = eof_sent_ = true;
 }
 
 void Console::send_control(uint32_t id, uint16_t event, uint16_t value, std::string_view extra) {
@@ -109,9 +109,7 @@ void Console::control_from_guest(QueueHost& host) {
     } else if (event == kPortReady && value == 1 && id < kPorts) {
       send_control(id, kPortName, 0, kPortNames[id]);
       send_control(id, kPortOpen, 1);  // the host side is there
-      if (id == kStdin) stdin_announced_ = true;
     } else if (event == kPortOpen && id == kStdin) {
-      // The guest drops data that arrives on a port nobody has open.
       stdin_open_ = value == 1;
     }
     q.push_used(chain_.head, 0);
@@ -139,15 +137,20 @@ void Console::output_from_guest(uint32_t port, QueueHost& host) {
   }
 }
 
-void Console::deliver(QueueHost& host) {
+void Console::flush_control(QueueHost& host) {
   SplitQueue& cq = host.queue(kQueueControlRx);
   while (!control_out_.empty() && cq.pop(host.memory(), chain_)) {
-    const auto& m = control_out_.front();
-    size_t n = chain_.write(0, m);
+    size_t n = chain_.write(0, control_out_.front());
     cq.push_used(chain_.head, static_cast<uint32_t>(n));
     control_out_.pop_front();
   }
-  if (!stdin_announced_ || !stdin_open_) return;  // port 0 not there or not open yet
+}
+
+void Console::deliver(QueueHost& host) {
+  flush_control(host);
+  // The guest opens port 0 only after it exists, and drops data for a port
+  // nobody has open: wait for its PORT_OPEN(0, 1).
+  if (!stdin_open_) return;
   SplitQueue& q = host.queue(rx_queue(kStdin));
   bool freed = false, closed = false;
   {
@@ -170,11 +173,7 @@ void Console::deliver(QueueHost& host) {
   if (closed && !eof_sent_) {
     eof_sent_ = true;
     send_control(kStdin, kPortOpen, 0);
-    while (!control_out_.empty() && cq.pop(host.memory(), chain_)) {
-      size_t n = chain_.write(0, control_out_.front());
-      cq.push_used(chain_.head, static_cast<uint32_t>(n));
-      control_out_.pop_front();
-    }
+    flush_control(host);
   }
 }
 

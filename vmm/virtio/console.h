@@ -63,7 +63,8 @@ class Console : public Device {
   void control_from_guest(QueueHost& host);
   void output_from_guest(uint32_t port, QueueHost& host);
   void send_control(uint32_t id, uint16_t event, uint16_t value, std::string_view extra = {});
-  void deliver(QueueHost& host);  // pending control messages and stdin into rx buffers
+  void flush_control(QueueHost& host);  // pending control messages into the guest's buffers
+  void deliver(QueueHost& host);         // ... and stdin  // pending control messages and stdin into rx buffers
   void wake();
 
   UniqueFd wake_;
@@ -72,7 +73,6 @@ class Console : public Device {
   Chain chain_;
   std::vector<uint8_t> buf_;
   std::deque<std::vector<uint8_t>> control_out_;  // I/O thread only
-  bool stdin_announced_ = false;  // PORT_OPEN(0, 1) went out (or the template did it)
   bool stdin_open_ = false;       // the guest has port 0 open (vic-init keeps it so)
   bool eof_sent_ = false;
 

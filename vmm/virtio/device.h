@@ -11,6 +11,12 @@
 
 namespace vicvmm::virtio {
 
+// Copies the window [offset, offset + data.size()) of a device's config
+// space `cfg` into `data`; bytes past its end read 0.
+inline void read_config_window(std::span<const uint8_t> cfg, uint64_t offset, std::span<uint8_t> data) {
+  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < cfg.size() ? cfg[offset + i] : 0;
+}
+
 // The transport as a device sees it while it processes a queue.
 class QueueHost {
  public:

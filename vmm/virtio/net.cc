@@ -19,7 +19,7 @@ void Net::read_config(uint64_t offset, std::span<uint8_t> data) {
   uint8_t cfg[8] = {};  // mac[6], status u16
   std::memcpy(cfg, net::kGuestMac, 6);
   std::memcpy(cfg + 6, &kLinkUp, 2);
-  for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < sizeof cfg ? cfg[offset + i] : 0;
+  read_config_window(cfg, offset, data);
 }
 
 void Net::transmit(QueueHost& host) {
