@@ -285,12 +285,12 @@ Result<std::array<double, kAnatomyStepCount>> anatomy_once(const Kvm& kvm, const
   lap();
   VIC_TRY(restore_vcpu(*f->vcpu, s.vcpu));
   lap();
-  VIC_ASSIGN(vic_mailbox mb, build_mailbox([] {
+  VIC_ASSIGN(Mailbox mb, build_mailbox([] {
                AgentRequest r = bench_request(1, 0);
                r.generation = 1;
                return r;
              }()));
-  VIC_TRY(f->mem.write_obj(BG_MAILBOX_GPA, mb));
+  VIC_TRY(f->mem.write_obj(BG_MAILBOX_GPA, mb.page));
   lap();
   VIC_ASSIGN(bool ran, f->vcpu->run());
   lap();

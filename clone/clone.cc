@@ -119,10 +119,10 @@ Result<> Clone::start(const AgentRequest& personality, uint64_t requested_ns) {
   req.clone_id = id_;
   // A generation above the template's wakes the agent's wait loop.
   req.generation = personality.generation ? personality.generation : 1;
-  VIC_ASSIGN(vic_mailbox mb, build_mailbox(req));
-  VIC_TRY(machine_->memory().write_obj(VIC_MAILBOX_GPA, mb));
-  // The VMM's own write is not in KVM's dirty log: record it.
-  dirty_[0][(VIC_MAILBOX_GPA / kPage) / 64] |= 1ull << ((VIC_MAILBOX_GPA / kPage) % 64);
+  VIC_ASSIGN(Mailbox mb, build_mailbox(req));
+  VIC_ASSIGN(auto pages, write_mailbox(machine_->memory(), mb));
+  // The VMM's own writes are not in KVM's dirty log: record them.
+  for (uint64_t pfn : pages) dirty_[0][pfn / 64] |= 1ull << (pfn % 64);
   return {};
 }
 

@@ -39,7 +39,7 @@ Result<std::shared_ptr<const Template>> Template::boot(const Kvm& kvm, const Tem
   boot.kernel = spec.kernel;
   boot.initrd = spec.initrd;
   boot.extra_cmdline = spec.extra_cmdline;
-  boot.agent.flags = VIC_MB_TEMPLATE | VIC_MB_QUIET;
+  boot.agent.flags = VIC_MB_TEMPLATE | VIC_MB_QUIET | spec.agent_flags;
   for (const auto& d : devices)
     if (d.device_id == virtio::kDeviceConsole) boot.agent.flags |= VIC_MB_STDIO_PORTS;
     else if (d.device_id == virtio::kDeviceNet) boot.agent.flags |= VIC_MB_NET;

@@ -27,6 +27,9 @@ struct TemplateSpec {
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
   // In slot order. Disks must be read-only: every clone shares them.
   std::vector<virtio::DeviceSpec> devices;
+  // Extra VIC_MB_* flags for the agent's boot, e.g. VIC_MB_IMAGE_ROOT (the
+  // first disk is a container image: clones start in its root filesystem).
+  uint32_t agent_flags = 0;
 };
 
 class Template {

@@ -65,8 +65,8 @@ Result<std::string> boot_linux(Machine& m, const LinuxBootSpec& spec) {
   VIC_TRY(boot::write_boot_params(mem, cfg));
   VIC_TRY(boot::write_mptable(mem, static_cast<unsigned>(m.vcpu_count())));
 
-  VIC_ASSIGN(vic_mailbox mb, build_mailbox(spec.agent));
-  VIC_TRY(mem.write_obj(VIC_MAILBOX_GPA, mb));
+  VIC_ASSIGN(Mailbox mb, build_mailbox(spec.agent));
+  VIC_TRY(write_mailbox(mem, mb));
 
   VIC_TRY(enter_long_mode(m, kernel.entry_gpa, boot::kBootParamsGpa));
   return cfg.cmdline;

@@ -41,10 +41,17 @@ enum vic_event {
 #define VIC_EXIT_SIGNALED 0x100u /* set in VIC_EV_EXIT arg when killed by a signal */
 
 #define VIC_MAILBOX_MAGIC 0x5849424c49414d56ull /* "VMAILBOX" little-endian-ish tag */
-#define VIC_MAILBOX_VERSION 1u
+#define VIC_MAILBOX_VERSION 2u
 
-/* Mailbox page. Strings live in `strings`, each NUL-terminated, in order:
- * argv[0..argc-1], then envp[0..envc-1], then hostname. */
+/* Strings that do not fit in the page (a real image's Env and command line
+ * often do not) go to this e820-reserved area just below it instead, with
+ * VIC_MB_EXT_STRINGS set: 128 KiB, so a request is bounded but generous. */
+#define VIC_MAILBOX_EXT_GPA 0x7d000ull
+#define VIC_MAILBOX_EXT_SIZE 0x20000u
+
+/* Mailbox page. Strings live in `strings` (or in the extension area), each
+ * NUL-terminated, in order: argv[0..argc-1], envp[0..envc-1], hostname,
+ * working directory, user. Trailing strings may be omitted (empty). */
 struct vic_mailbox {
   uint64_t magic;
   uint32_t version;
@@ -74,6 +81,13 @@ struct vic_mailbox {
  * changes. Each clone resumes there with its own mailbox (the personality)
  * already written, rings VIC_EV_READY once it has read it, and runs it. */
 #define VIC_MB_TEMPLATE 4u
+/* The strings are in the extension area (VIC_MAILBOX_EXT_GPA), not in the page. */
+#define VIC_MB_EXT_STRINGS 32u
+/* A container image: /dev/vda is its root filesystem (EROFS). The agent
+ * mounts it read-only under a tmpfs-backed overlay, mounts /proc /sys /dev
+ * /dev/pts /dev/shm /tmp inside, and switches root to it before running the
+ * command (as `user`, in `working directory`). */
+#define VIC_MB_IMAGE_ROOT 64u
 
 #ifdef __cplusplus
 static_assert(sizeof(struct vic_mailbox) == VIC_MAILBOX_SIZE, "mailbox is one page");

@@ -15,7 +15,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -99,34 +102,47 @@ Doorbell bell;
 
 // ---- mailbox --------------------------------------------------------------------
 vic_mailbox mb;  // private copy: validated once, immune to later VMM writes
-const char* strings[kMaxStrings + 1];  // argv..., envp..., hostname
+char ext_strings[VIC_MAILBOX_EXT_SIZE];  // private copy of the extension area
+const char* strings[kMaxStrings + 3];  // argv..., envp..., hostname, workdir, user
+const volatile void* ext_area = nullptr;  // the extension area, mapped when needed
 
-// Copy the shared page with 64-bit volatile loads (the compiler may not
-// turn them into a memcpy that could read bytes twice or in odd widths),
-// then validate only the copy, so the VMM cannot change it under us.
+// Copy shared memory with 64-bit volatile loads (the compiler may not turn
+// them into a memcpy that could read bytes twice or in odd widths), then
+// validate only the copy, so the VMM cannot change it under us.
+void copy_shared(void* dst, const volatile void* src, size_t len) {
+  auto* s = static_cast<const volatile uint64_t*>(src);
+  auto* d = static_cast<uint64_t*>(dst);
+  for (size_t i = 0; i < (len + 7) / 8; i++) d[i] = s[i];
+}
+
 void copy_mailbox(const volatile void* page) {
   static uint64_t raw[VIC_MAILBOX_SIZE / 8];
-  auto* src = static_cast<const volatile uint64_t*>(page);
-  for (size_t i = 0; i < VIC_MAILBOX_SIZE / 8; i++) raw[i] = src[i];
+  copy_shared(raw, page, VIC_MAILBOX_SIZE);
   memcpy(&mb, raw, sizeof mb);
+  // The strings outgrew the page: they are in the extension area.
+  if ((mb.flags & VIC_MB_EXT_STRINGS) && ext_area && mb.strings_len <= sizeof ext_strings)
+    copy_shared(ext_strings, ext_area, (mb.strings_len + 7) & ~7u);
 }
 
 // Returns 0 or an errno describing what is wrong.
 int validate_mailbox() {
   if (mb.magic != VIC_MAILBOX_MAGIC || mb.version != VIC_MAILBOX_VERSION) return EPROTO;
-  if (mb.strings_len > sizeof mb.strings) return EINVAL;
+  const bool in_ext = mb.flags & VIC_MB_EXT_STRINGS;
+  if (in_ext && !ext_area) return ENXIO;
+  const char* base = in_ext ? ext_strings : mb.strings;
+  if (mb.strings_len > (in_ext ? sizeof ext_strings : sizeof mb.strings)) return EINVAL;
   if (mb.argc > kMaxStrings || mb.envc > kMaxStrings - mb.argc) return E2BIG;
   uint32_t pos = 0;
-  uint32_t n = mb.argc + mb.envc + 1;  // + hostname
-  for (uint32_t i = 0; i < n; i++) {
-    if (i == n - 1 && pos == mb.strings_len) {  // hostname may be omitted
+  uint32_t required = mb.argc + mb.envc;
+  for (uint32_t i = 0; i < required + 3; i++) {
+    if (i >= required && pos == mb.strings_len) {  // hostname, workdir, user may be omitted
       strings[i] = "";
-      break;
+      continue;
     }
-    const void* nul = memchr(mb.strings + pos, '\0', mb.strings_len - pos);
-    if (pos >= mb.strings_len || nul == nullptr) return EINVAL;  // unterminated
-    strings[i] = mb.strings + pos;
-    pos = static_cast<uint32_t>(static_cast<const char*>(nul) - mb.strings) + 1;
+    const void* nul = pos < mb.strings_len ? memchr(base + pos, '\0', mb.strings_len - pos) : nullptr;
+    if (nul == nullptr) return EINVAL;  // unterminated
+    strings[i] = base + pos;
+    pos = static_cast<uint32_t>(static_cast<const char*>(nul) - base) + 1;
   }
   return 0;
 }
@@ -272,6 +288,152 @@ StdioPorts open_stdio_ports() {
   return p;
 }
 
+// ---- container image root (VIC_MB_IMAGE_ROOT) ---------------------------------------
+// /dev/vda holds the image as EROFS: read-only lower layer of an overlay
+// whose upper layer is a tmpfs, so the container's writes stay in its own
+// VM's memory and vanish with it. Then the usual mounts inside, and the
+// overlay becomes "/" (switch_root's move + chroot: the initramfs cannot be
+// pivot_root'ed away, and PID 1 keeps running from it).
+int switch_to_image_root() {
+  static const char kDisk[] = "/dev/vda";
+  for (int tries = 0; tries < 2500 && access(kDisk, F_OK) != 0; tries++) {  // up to 5 s
+    timespec ts{0, 2 * 1000 * 1000};
+    nanosleep(&ts, nullptr);
+  }
+  mkdir("/vic", 0700);
+  mkdir("/vic/lower", 0755);
+  if (mount(kDisk, "/vic/lower", "erofs", MS_RDONLY | MS_NODEV, nullptr) != 0) return errno;
+  mkdir("/vic/rw", 0755);
+  if (mount("tmpfs", "/vic/rw", "tmpfs", 0, "mode=0755") != 0) return errno;
+  mkdir("/vic/rw/upper", 0755);
+  mkdir("/vic/rw/work", 0755);
+  mkdir("/vic/root", 0755);
+  if (mount("overlay", "/vic/root", "overlay", 0,
+            "lowerdir=/vic/lower,upperdir=/vic/rw/upper,workdir=/vic/rw/work") != 0)
+    return errno;
+  mount_fs("proc", "/vic/root/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+  mount_fs("sysfs", "/vic/root/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
+  mount_fs("devtmpfs", "/vic/root/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+  mount_fs("devpts", "/vic/root/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+  mount_fs("tmpfs", "/vic/root/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  mount_fs("tmpfs", "/vic/root/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777");
+  symlink("/proc/self/fd", "/vic/root/dev/fd");
+  symlink("/proc/self/fd/0", "/vic/root/dev/stdin");
+  symlink("/proc/self/fd/1", "/vic/root/dev/stdout");
+  symlink("/proc/self/fd/2", "/vic/root/dev/stderr");
+  if (chdir("/vic/root") != 0) return errno;
+  if (mount(".", "/", nullptr, MS_MOVE, nullptr) != 0) return errno;
+  if (chroot(".") != 0) return errno;
+  if (chdir("/") != 0) return errno;
+  return 0;
+}
+
+void write_file(const char* path, const char* text) {
+  unlink(path);  // the image's may be a symlink (e.g. into /run): replace, do not follow
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0 || write(fd, text, strlen(text)) != static_cast<ssize_t>(strlen(text)))
+    diag("vic-init: writing %s: %s", path, strerror(errno));
+  if (fd >= 0) close(fd);
+}
+
+// What Docker writes into every container: its name for itself.
+void write_identity_files(const char* hostname, bool net) {
+  mkdir("/etc", 0755);
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s\n", hostname);
+  write_file("/etc/hostname", buf);
+  snprintf(buf, sizeof buf, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n",
+           net ? "10.0.2.15" : "127.0.1.1", hostname);
+  write_file("/etc/hosts", buf);
+}
+
+// In the command's child, before exec: the image's working directory
+// (created if missing, as Docker does) and user: numeric "uid[:gid]" or
+// names looked up in the image's own /etc/passwd and /etc/group.
+void become_user_in(const char* user, const char* workdir) {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  const passwd* pw = nullptr;
+  if (user[0] != '\0') {
+    char name[256];
+    snprintf(name, sizeof name, "%s", user);
+    char* grp_name = strchr(name, ':');
+    if (grp_name) *grp_name++ = '\0';
+    char* end = nullptr;
+    unsigned long n = strtoul(name, &end, 10);
+    if (name[0] != '\0' && *end == '\0') {
+      uid = static_cast<uid_t>(n);
+      pw = getpwuid(uid);
+      if (pw) gid = pw->pw_gid;
+    } else {
+      pw = getpwnam(name);
+      if (!pw) {
+        dprintf(STDERR_FILENO, "unable to find user %s: no matching entries in passwd file\n", name);
+        _exit(126);
+      }
+      uid = pw->pw_uid;
+      gid = pw->pw_gid;
+    }
+    if (grp_name && grp_name[0] != '\0') {
+      n = strtoul(grp_name, &end, 10);
+      if (*end == '\0') {
+        gid = static_cast<gid_t>(n);
+      } else if (const group* gr = getgrnam(grp_name)) {
+        gid = gr->gr_gid;
+      } else {
+        dprintf(STDERR_FILENO, "unable to find group %s: no matching entries in group file\n", grp_name);
+        _exit(126);
+      }
+    }
+  }
+  if (!getenv("HOME")) setenv("HOME", pw && pw->pw_dir[0] ? pw->pw_dir : "/", 1);
+  if (workdir[0] != '\0') {
+    // mkdir -p, as root, before dropping privileges.
+    char path[4096];
+    snprintf(path, sizeof path, "%s", workdir);
+    for (char* p = path + 1; *p; p++)
+      if (*p == '/') {
+        *p = '\0';
+        mkdir(path, 0755);
+        *p = '/';
+      }
+    mkdir(path, 0755);
+    if (chdir(workdir) != 0) {
+      dprintf(STDERR_FILENO, "vicvmm: working directory %s: %s\n", workdir, strerror(errno));
+      _exit(126);
+    }
+  }
+  if (user[0] == '\0') return;
+  gid_t groups[64];
+  int ngroups = 64;
+  if (pw && getgrouplist(pw->pw_name, gid, groups, &ngroups) >= 0) {
+    if (setgroups(static_cast<size_t>(ngroups), groups) != 0) _exit(126);
+  } else if (setgroups(0, nullptr) != 0) {
+    _exit(126);
+  }
+  if (setgid(gid) != 0 || setuid(uid) != 0) {
+    dprintf(STDERR_FILENO, "vicvmm: switching to user %s: %s\n", user, strerror(errno));
+    _exit(126);
+  }
+}
+
+// A command the image does not have: let the image's own shell say so, in
+// its own words and with its own status (127), as a user of that image
+// expects; without a shell, a message of our own.
+[[noreturn]] void exec_failed_in_image(char** argv, int e) {
+  if (e == ENOENT && access("/bin/sh", X_OK) == 0) {
+    static char sh[] = "sh", dash_c[] = "-c", script[] = "exec \"$0\" \"$@\"";
+    static char* shell_argv[kMaxStrings + 4];
+    shell_argv[0] = sh, shell_argv[1] = dash_c, shell_argv[2] = script;
+    size_t i = 0;
+    for (; argv[i] && i < kMaxStrings; i++) shell_argv[3 + i] = argv[i];
+    shell_argv[3 + i] = nullptr;
+    execv("/bin/sh", shell_argv);
+  }
+  dprintf(STDERR_FILENO, "%s: %s\n", argv[0], e == ENOENT ? "command not found" : strerror(e));
+  _exit(e == ENOENT ? 127 : 126);
+}
+
 int main(int main_argc, char** main_argv) {
   const char* self = main_argc > 0 ? strrchr(main_argv[0], '/') : nullptr;
   if (self && strcmp(self + 1, "vic-chanbench") == 0) return chanbench_main(main_argc, main_argv);
@@ -307,6 +469,13 @@ int main(int main_argc, char** main_argv) {
     fail(err, "mmap mailbox");
   }
   copy_mailbox(page);
+  // The extension area is mapped only when this mailbox uses it, or when
+  // a clone's might (a template's).
+  if (mb.flags & (VIC_MB_EXT_STRINGS | VIC_MB_TEMPLATE)) {
+    void* ext = mmap(nullptr, VIC_MAILBOX_EXT_SIZE, PROT_READ, MAP_SHARED, memfd, VIC_MAILBOX_EXT_GPA);
+    if (ext != MAP_FAILED) ext_area = ext;
+    copy_mailbox(page);
+  }
 
   int err = validate_mailbox();
   // Flags are only trusted from a valid mailbox; otherwise use the default.
@@ -338,16 +507,25 @@ int main(int main_argc, char** main_argv) {
     tcsetattr(console, TCSANOW, &tio);
   }
 
-  if (flags & VIC_MB_NET) configure_network();
   StdioPorts ports;
   if (flags & VIC_MB_STDIO_PORTS) ports = open_stdio_ports();
+  // The image root before the network, so resolv.conf lands in the image;
+  // both before a template's capture, so its clones inherit them.
+  const bool image_root = flags & VIC_MB_IMAGE_ROOT;
+  if (image_root) {
+    if (int e = switch_to_image_root(); e != 0) fail(e, "setting up the image's root filesystem");
+  }
+  if (flags & VIC_MB_NET) configure_network();
 
   if (flags & VIC_MB_TEMPLATE) await_personality(page);
 
-  // Layout of strings[]: argv[0..argc), envp[0..envc), hostname.
+  // Layout of strings[]: argv[0..argc), envp[0..envc), hostname, workdir, user.
   const char* hostname = strings[mb.argc + mb.envc];
+  const char* workdir = strings[mb.argc + mb.envc + 1];
+  const char* user = strings[mb.argc + mb.envc + 2];
   if (hostname[0] != '\0' && sethostname(hostname, strlen(hostname)) != 0)
     diag("vic-init: sethostname: %s", strerror(errno));
+  if (image_root) write_identity_files(hostname, flags & VIC_MB_NET);
 
   static char* argv[kMaxStrings + 1];
   static char* envp[kMaxStrings + 1];
@@ -380,12 +558,14 @@ int main(int main_argc, char** main_argv) {
     // ioperm() rights survive fork and exec: do not hand the doorbell port
     // to the command (the MMIO mapping is not inherited across exec).
     if (bell.port) ioperm(VIC_DOORBELL_PORT, 4, 0);
+    if (image_root) become_user_in(user, workdir);
     execvp(argv[0], argv);
     int e = errno;
+    if (image_root) exec_failed_in_image(argv, e);
     // The default initramfs links only a few busybox applets (every cpio
     // entry costs boot time): run any other applet by name through busybox,
     // which answers "applet not found" (127) itself for a real typo.
-    if (e == ENOENT && strchr(argv[0], '/') == nullptr) execv("/bin/busybox", argv);
+    if (!image_root && e == ENOENT && strchr(argv[0], '/') == nullptr) execv("/bin/busybox", argv);
     char buf[256];
     int n = snprintf(buf, sizeof buf, "vic-init: cannot run %s: %s\n", argv[0], strerror(e));
     if (n > 0) {

@@ -58,8 +58,8 @@ TEST_CASE("boot params: layout matches the uapi offsets", "[bootparams]") {
 TEST_CASE("e820: low RAM is split around the mailbox and MP table", "[bootparams][e820]") {
   auto map = e820_map(ram(256 * kMiB), {});
   REQUIRE(map.size() == 3);
-  CHECK(same(map[0], 0, 0x9d000, kE820Ram));
-  CHECK(same(map[1], 0x9d000, 0x100000 - 0x9d000, kE820Reserved));
+  CHECK(same(map[0], 0, 0x7d000, kE820Ram));
+  CHECK(same(map[1], 0x7d000, 0x100000 - 0x7d000, kE820Reserved));
   CHECK(same(map[2], 0x100000, 256 * kMiB - 0x100000, kE820Ram));
 
   // The mailbox page and the MP table lie inside the reserved entry.
@@ -122,7 +122,7 @@ TEST_CASE("boot params: header fields, e820 and command line are written", "[boo
   CHECK(bp.ext_ramdisk_image == 0);
   CHECK(bp.ext_ramdisk_size == 0);
   REQUIRE(bp.e820_entries == 3);
-  CHECK(same(bp.e820_table[0], 0, 0x9d000, kE820Ram));
+  CHECK(same(bp.e820_table[0], 0, 0x7d000, kE820Ram));
   CHECK(same(bp.e820_table[2], 0x100000, 255 * kMiB, kE820Ram));
   CHECK(read_cstring(mem, kCmdlineGpa, kCmdlineMaxSize) == cfg.cmdline);
 }

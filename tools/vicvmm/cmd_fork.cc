@@ -11,6 +11,7 @@
 #include "clone/latency.h"
 #include "clone/pool.h"
 #include "tools/vicvmm/commands.h"
+#include "tools/vicvmm/image_ref.h"
 #include "tools/vicvmm/options.h"
 
 namespace vicvmm::cli {
@@ -88,6 +89,30 @@ int cmd_fork(const ForkOptions& o) {
     return fail(tmpl.error().message);
   }
 
+  // A template of an image: the image's Entrypoint/Cmd/Env/WorkingDir/User
+  // fill in what the command line leaves out.
+  std::vector<std::string> argv = o.command;
+  std::vector<std::string> env = default_env(o.env);
+  std::string workdir, user;
+  auto image_id = read_template_image(dir);
+  if (!image_id) return fail(image_id.error().message);
+  if (!image_id->empty()) {
+    auto img = image_by_id(*image_id);
+    if (!img) return fail(fmt::format("template {}: its image: {}", dir, img.error().message));
+    image::Overrides ov;
+    ov.cmd = o.command;
+    ov.env = o.env;
+    ov.workdir = o.workdir;
+    ov.user = o.user;
+    auto p = image::process_spec(img->tags.empty() ? img->id.substr(0, 12) : img->tags.front(), img->config, ov);
+    if (!p) return fail(p.error().message);
+    argv = p->argv, env = p->env, workdir = p->workdir, user = p->user;
+  } else if (o.command.empty()) {
+    return fail("fork needs a command after -- (see --help)");
+  } else if (o.workdir || o.user) {
+    return fail("--workdir and --user need a template of an image (template create --image)");
+  }
+
   // Per clone: the forwards it publishes (clone i takes the i-th port of
   // every range; a single port only works for one clone).
   std::vector<std::vector<net::PortForward>> per_clone(o.count);
@@ -121,7 +146,6 @@ int cmd_fork(const ForkOptions& o) {
 
   std::vector<Sample> samples(o.count);
   std::atomic<unsigned> next{0};
-  const auto env = default_env(o.env);
   uint64_t wall0 = monotonic_ns();
   auto worker = [&] {
     for (unsigned i; (i = next.fetch_add(1)) < o.count;) {
@@ -133,8 +157,10 @@ int cmd_fork(const ForkOptions& o) {
         continue;
       }
       AgentRequest req;
-      req.argv = o.command;
+      req.argv = argv;
       req.env = env;
+      req.workdir = workdir;
+      req.user = user;
       req.clone_id = i + 1;
       req.hostname = fmt::format("clone-{}", i + 1);
       req.seed = fresh_seed();

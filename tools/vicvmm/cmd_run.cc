@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "tools/vicvmm/commands.h"
+#include "tools/vicvmm/image_ref.h"
 #include "tools/vicvmm/options.h"
 #include "vmm/boot/mptable.h"
 #include "vmm/linux_boot.h"
@@ -88,9 +89,30 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   }
   const bool with_net = o.net || !forwards.empty();
 
+  // An image's disk is /dev/vda, the first; the user's disks follow.
+  std::vector<std::string> disk_options = o.disks;
+  std::optional<image::ProcessSpec> process;
+  if (!o.image.empty()) {
+    auto img = open_image(o.image);
+    if (!img) return fail(img.error());
+    image::Overrides ov;
+    ov.cmd = o.command;
+    ov.env = o.env;
+    ov.workdir = o.workdir;
+    ov.user = o.user;
+    if (o.entrypoint) ov.entrypoint = o.entrypoint->empty() ? std::vector<std::string>{}
+                                                             : std::vector<std::string>{*o.entrypoint};
+    auto p = image::process_spec(o.image, img->image.config, ov);
+    if (!p) return fail(p.error());
+    process = std::move(*p);
+    disk_options.insert(disk_options.begin(), img->disk + ",ro");
+  } else if (o.workdir || o.user || o.entrypoint) {
+    return fail(Error{"--workdir, --user and --entrypoint need --image"});
+  }
+
   // Disks open (and lock) before anything else, so a bad one fails fast.
   std::vector<std::shared_ptr<virtio::Block>> disks;
-  for (const auto& text : o.disks) {
+  for (const auto& text : disk_options) {
     auto d = virtio::parse_disk_option(text);
     if (!d) return fail(d.error());
     auto blk = virtio::Block::open(*d);
@@ -161,6 +183,13 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   spec.agent.env = default_env(o.env);  // never lose PATH to --env
   spec.agent.hostname = o.hostname;
   spec.agent.flags = (o.port_doorbell ? VIC_MB_CHANNEL_PORT : 0) | VIC_MB_STDIO_PORTS | (with_net ? VIC_MB_NET : 0);
+  if (process) {
+    spec.agent.argv = process->argv;
+    spec.agent.env = process->env;
+    spec.agent.workdir = process->workdir;
+    spec.agent.user = process->user;
+    spec.agent.flags |= VIC_MB_IMAGE_ROOT;
+  }
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
   spec.agent.wallclock_ns = static_cast<uint64_t>(now.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(now.tv_nsec);

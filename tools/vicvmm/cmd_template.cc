@@ -10,6 +10,7 @@
 #include "clone/snapshot.h"
 #include "clone/template.h"
 #include "tools/vicvmm/commands.h"
+#include "tools/vicvmm/image_ref.h"
 #include "tools/vicvmm/options.h"
 #include "vmm/machine.h"
 #include "vmm/mapped_file.h"
@@ -36,7 +37,16 @@ int cmd_template_create(const TemplateCreateOptions& o) {
   devices.push_back({virtio::kDeviceConsole, {}, false, {}});  // the command's stdio
   if (!o.no_rng) devices.push_back({virtio::kDeviceRng, {}, false, {}});
   if (o.net) devices.push_back({virtio::kDeviceNet, {}, false, {}});
-  for (const auto& text : o.disks) {
+  // An image's disk comes first among the disks: the agent mounts /dev/vda.
+  std::vector<std::string> disk_options = o.disks;
+  std::optional<ResolvedImage> img;
+  if (!o.image.empty()) {
+    auto r = open_image(o.image);
+    if (!r) return fail(r.error().message);
+    img = std::move(*r);
+    disk_options.insert(disk_options.begin(), img->disk + ",ro");
+  }
+  for (const auto& text : disk_options) {
     auto d = virtio::parse_disk_option(text);
     if (!d) return fail(d.error().message);
     if (!d->read_only)
@@ -66,6 +76,7 @@ int cmd_template_create(const TemplateCreateOptions& o) {
   spec.console_fd = console->fd.get();
   spec.console_limit = console->limit;
   spec.devices = std::move(devices);
+  if (img) spec.agent_flags = VIC_MB_IMAGE_ROOT;
   if (o.timeout_s) spec.timeout = std::chrono::seconds(o.timeout_s);
   fmt::print(stderr, "vicvmm: booting template '{}'...\n", o.name);
   auto tmpl = Template::boot(*kvm, spec);
@@ -75,7 +86,12 @@ int cmd_template_create(const TemplateCreateOptions& o) {
   std::error_code ec;
   std::filesystem::create_directories(templates_dir(), ec);
   if (ec) return fail(fmt::format("creating {}: {}", templates_dir(), ec.message()));
+  // The image record is ours, not the snapshot's: out of save's way.
+  if (o.force) unlink((*path + "/" + kTemplateImageFile).c_str());
   if (auto r = (*tmpl)->save(*path, o.force); !r) return fail(r.error().message);
+  if (img) {
+    if (auto r = write_template_image(*path, img->image.id); !r) return fail(r.error().message);
+  }
   uint64_t t_saved = monotonic_ns();
   fmt::print("template '{}' ready: booted in {:.1f} s, saved in {:.0f} ms to {}\n", o.name, (t_booted - t0) / 1e9,
              (t_saved - t_booted) / 1e6, *path);

@@ -1,6 +1,7 @@
 // One entry point per vicvmm subcommand (kvmtool style: one source each).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,10 @@ struct RunOptions {
   unsigned timeout_s = 0;
   bool stats = false;
   std::vector<std::string> command;
+  // --image IMG: the container image's root filesystem on /dev/vda, its
+  // Entrypoint/Cmd/Env/WorkingDir/User unless overridden.
+  std::string image;
+  std::optional<std::string> workdir, user, entrypoint;
 };
 
 int cmd_run(const RunOptions& o, uint64_t process_start_ns);
@@ -37,6 +42,7 @@ struct TemplateCreateOptions {
   std::vector<std::string> disks;  // --disk PATH,ro: shared by every clone
   unsigned timeout_s = 0;          // 0: the library's default (5 minutes)
   bool net = false;                // a virtio-net; each clone gets its own user-mode network
+  std::string image;               // boot with this image as root: clones start in it
 };
 int cmd_template_create(const TemplateCreateOptions& o);
 int cmd_template_ls();
@@ -56,7 +62,8 @@ struct ForkOptions {
   std::vector<std::string> env;
   unsigned timeout_s = 60;
   std::vector<std::string> publish;  // -p; a host port range gives clone i the i-th port
-  std::vector<std::string> command;
+  std::vector<std::string> command;  // of an image's template: may be empty (the image's Cmd)
+  std::optional<std::string> workdir, user;  // of an image's template: override the image's
 };
 int cmd_fork(const ForkOptions& o);
 
@@ -69,5 +76,16 @@ struct BenchOptions {
   std::string restore_child, until;
 };
 int cmd_bench(const BenchOptions& o);
+
+// `vicvmm image ...`: the container image store. MAX_SIZE ("" = default or
+// $VICVMM_IMAGE_MAX_SIZE) caps what an input may unpack to.
+int cmd_image_load(const std::string& path, const std::string& max_size);
+int cmd_image_import(const std::string& path, const std::string& name, const std::string& max_size);
+int cmd_image_ls();
+int cmd_image_inspect(const std::string& ref);
+int cmd_image_rm(const std::string& ref);
+int cmd_image_tag(const std::string& ref, const std::string& name);
+// Builds (once) and prints the path of the image's EROFS root filesystem.
+int cmd_image_disk(const std::string& ref);
 
 }  // namespace vicvmm::cli

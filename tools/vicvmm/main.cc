@@ -92,7 +92,7 @@ int real_main(int argc, char** argv) {
   run_cmd->add_option("--console-limit", run.console_limit,
                       "Write at most SIZE bytes of console output, then drop the rest (default: 64M for a file, "
                       "no limit for stdout; 0: no limit)");
-  run_cmd->add_option("--env", run.env, "Environment variable KEY=VALUE for CMD (repeatable)")->allow_extra_args(false);
+  run_cmd->add_option("-e,--env", run.env, "Environment variable KEY=VALUE for CMD (repeatable)")->allow_extra_args(false);
   run_cmd->add_option("--hostname", run.hostname, "Guest hostname")->capture_default_str();
   run_cmd->add_flag("--port-doorbell", run.port_doorbell, "Agent reports through an I/O port instead of MMIO");
   run_cmd->add_flag("--no-rng", run.no_rng, "No virtio-rng device (the guest's /dev/hwrng)");
@@ -105,6 +105,12 @@ int real_main(int argc, char** argv) {
                       "default rw, locked so no other VM uses it)")->allow_extra_args(false);
   run_cmd->add_option("--timeout", run.timeout_s, "Stop the guest after this many seconds (0: never)");
   run_cmd->add_flag("--stats", run.stats, "Print exit counters, host assists and timings to stderr");
+  run_cmd->add_option("--image", run.image, "Run in this container image (vicvmm image ls): its root filesystem, "
+                      "Entrypoint, Cmd, Env, WorkingDir and User");
+  std::string run_workdir, run_user, run_entrypoint;
+  auto* run_w = run_cmd->add_option("-w,--workdir", run_workdir, "Working directory inside the image");
+  auto* run_u = run_cmd->add_option("-u,--user", run_user, "User inside the image: uid[:gid] or name[:group]");
+  auto* run_ep = run_cmd->add_option("--entrypoint", run_entrypoint, "Replace the image's Entrypoint ('' clears it)");
   run_cmd->add_option("command", run.command, "Command and arguments to run in the guest (after --)");
   run_cmd->positionals_at_end();
 
@@ -125,6 +131,8 @@ int real_main(int argc, char** argv) {
   tc_cmd->add_option("--timeout", tc.timeout_s, "Give up on the boot after this many seconds (default 300)");
   tc_cmd->add_option("--disk", tc.disks,
                      "Raw disk image PATH,ro on virtio-blk (repeatable); read-only: every clone shares it")->allow_extra_args(false);
+  tc_cmd->add_option("--image", tc.image, "Boot with this container image as root: clones start in it, parked "
+                     "after the mounts, and share its page cache");
   auto* tl_cmd = tmpl_cmd->add_subcommand("ls", "List templates");
   std::string rm_name;
   auto* tr_cmd = tmpl_cmd->add_subcommand("rm", "Remove a template");
@@ -144,11 +152,14 @@ int real_main(int argc, char** argv) {
   fork_cmd->add_flag("--no-pool", fork.no_pool, "Build each clone's VM on demand instead of from a pool");
   fork_cmd->add_option("--pool-size", fork.pool_size, "Shells kept ready (default: min(n, 16))");
   fork_cmd->add_flag("--quiet", fork.quiet, "Print only the summary, not the clones' output");
-  fork_cmd->add_option("--env", fork.env, "Environment variable KEY=VALUE (repeatable)")->allow_extra_args(false);
+  fork_cmd->add_option("-e,--env", fork.env, "Environment variable KEY=VALUE (repeatable)")->allow_extra_args(false);
   fork_cmd->add_option("--timeout", fork.timeout_s, "Per-clone timeout in seconds")->capture_default_str();
   fork_cmd->add_option("-p,--publish", fork.publish,
                        "Publish a guest port per clone: [HOSTIP:]HOSTPORT[-LAST]:GUESTPORT[/tcp|udp]; a range "
                        "gives clone i its i-th port (repeatable; the template needs --net)")->allow_extra_args(false);
+  std::string fork_workdir, fork_user;
+  auto* fork_w = fork_cmd->add_option("-w,--workdir", fork_workdir, "Working directory (a template of an image)");
+  auto* fork_u = fork_cmd->add_option("-u,--user", fork_user, "User uid[:gid] or name[:group] (a template of an image)");
   fork_cmd->add_option("command", fork.command, "Command and arguments (after --)");
 
   BenchOptions bench;
@@ -160,6 +171,29 @@ int real_main(int argc, char** argv) {
   bench_cmd->add_option("--template", bench.template_name, "Use saved template NAME instead of booting the default guest");
   bench_cmd->add_option("--restore-child", bench_child, "(internal) DIR UNTIL")->expected(2)->group("");
 
+  // `image`: the container image store.
+  auto* image_cmd = app.add_subcommand("image", "Load, import, list, inspect, tag and remove container images");
+  image_cmd->require_subcommand(1);
+  std::string image_path, image_ref, image_name, image_max_size;
+  const char* max_size_help = "Refuse input that unpacks to more than SIZE (default 16G or $VICVMM_IMAGE_MAX_SIZE)";
+  auto* il_cmd = image_cmd->add_subcommand("load", "Load a docker-archive or OCI layout (dir or tar; '-': stdin)");
+  il_cmd->add_option("file", image_path, "docker save / podman save / skopeo output, or '-'")->required();
+  il_cmd->add_option("--max-size", image_max_size, max_size_help);
+  auto* ii_cmd = image_cmd->add_subcommand("import", "Make a one-layer image from a root filesystem tar or directory");
+  ii_cmd->add_option("source", image_path, "Tar (any compression) or directory")->required();
+  ii_cmd->add_option("name", image_name, "NAME[:TAG] (default tag: latest)")->required();
+  ii_cmd->add_option("--max-size", image_max_size, max_size_help);
+  auto* ils_cmd = image_cmd->add_subcommand("ls", "List images");
+  auto* iin_cmd = image_cmd->add_subcommand("inspect", "Print an image's record as JSON");
+  iin_cmd->add_option("image", image_ref, "NAME[:TAG], ID or ID prefix")->required();
+  auto* irm_cmd = image_cmd->add_subcommand("rm", "Remove a tag, or the image with its last tag (not while a template uses it)");
+  irm_cmd->add_option("image", image_ref, "NAME[:TAG], ID or ID prefix")->required();
+  auto* itag_cmd = image_cmd->add_subcommand("tag", "Give an image another NAME[:TAG]");
+  itag_cmd->add_option("image", image_ref, "NAME[:TAG], ID or ID prefix")->required();
+  itag_cmd->add_option("name", image_name, "New NAME[:TAG]")->required();
+  auto* idisk_cmd = image_cmd->add_subcommand("disk", "Build (once) and print the image's EROFS root filesystem");
+  idisk_cmd->add_option("image", image_ref, "NAME[:TAG], ID or ID prefix")->required();
+
   auto* version_cmd = app.add_subcommand("version", "Print the vicvmm version");
 
   if (unknown_word(argc, argv, app)) return kExitVmmError;
@@ -169,7 +203,12 @@ int real_main(int argc, char** argv) {
     return app.exit(e);
   }
 
-  if (*run_cmd) return cmd_run(run, start);
+  if (*run_cmd) {
+    if (run_w->count()) run.workdir = run_workdir;
+    if (run_u->count()) run.user = run_user;
+    if (run_ep->count()) run.entrypoint = run_entrypoint;
+    return cmd_run(run, start);
+  }
   if (*tc_cmd) return cmd_template_create(tc);
   if (*tl_cmd) return cmd_template_ls();
   if (*tr_cmd) return cmd_template_rm(rm_name);
@@ -193,10 +232,8 @@ int real_main(int argc, char** argv) {
       fork.command.insert(fork.command.begin(), fork.name);
       fork.name.clear();
     }
-    if (fork.command.empty()) {
-      fmt::print(stderr, "vicvmm: error: fork needs a command after -- (see --help)\n");
-      return kExitVmmError;
-    }
+    if (fork_w->count()) fork.workdir = fork_workdir;
+    if (fork_u->count()) fork.user = fork_user;
     if (fork.name.empty() == fork.from_dir.empty()) {
       fmt::print(stderr, "vicvmm: error: fork needs a template NAME or --from DIR (one of them)\n");
       return kExitVmmError;
@@ -211,6 +248,13 @@ int real_main(int argc, char** argv) {
     for (int i = 0; i < argc; ++i) bench.command_line += (i ? " " : "") + std::string(argv[i]);
     return cmd_bench(bench);
   }
+  if (*il_cmd) return cmd_image_load(image_path, image_max_size);
+  if (*ii_cmd) return cmd_image_import(image_path, image_name, image_max_size);
+  if (*ils_cmd) return cmd_image_ls();
+  if (*iin_cmd) return cmd_image_inspect(image_ref);
+  if (*irm_cmd) return cmd_image_rm(image_ref);
+  if (*itag_cmd) return cmd_image_tag(image_ref, image_name);
+  if (*idisk_cmd) return cmd_image_disk(image_ref);
   if (*version_cmd) {
     fmt::print("vicvmm {}\n", VICVMM_VERSION);
     return 0;

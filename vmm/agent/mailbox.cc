@@ -2,14 +2,22 @@
 
 #include <cstring>
 
+#include "vmm/memory/guest_memory.h"
+
 namespace vicvmm {
 
-Result<vic_mailbox> build_mailbox(const AgentRequest& req) {
-  vic_mailbox mb;
+namespace {
+constexpr uint64_t kPage = 4096;
+constexpr size_t kInlineCapacity = sizeof(vic_mailbox::strings);
+}  // namespace
+
+Result<Mailbox> build_mailbox(const AgentRequest& req) {
+  Mailbox out;
+  vic_mailbox& mb = out.page;
   std::memset(&mb, 0, sizeof(mb));
   mb.magic = VIC_MAILBOX_MAGIC;
   mb.version = VIC_MAILBOX_VERSION;
-  mb.flags = req.flags;
+  mb.flags = req.flags & ~VIC_MB_EXT_STRINGS;
   mb.argc = static_cast<uint32_t>(req.argv.size());
   mb.envc = static_cast<uint32_t>(req.env.size());
   mb.clone_id = req.clone_id;
@@ -17,13 +25,14 @@ Result<vic_mailbox> build_mailbox(const AgentRequest& req) {
   mb.wallclock_ns = req.wallclock_ns;
   mb.generation = req.generation;
 
-  size_t used = 0;
+  std::string strings;
   auto put = [&](const std::string& s, const char* what) -> Result<> {
     if (s.find('\0') != std::string::npos) return err("mailbox: {} contains a NUL byte", what);
-    if (s.size() + 1 > sizeof(mb.strings) - used)
-      return err("mailbox: command, environment and hostname exceed {} bytes", sizeof(mb.strings));
-    std::memcpy(mb.strings + used, s.c_str(), s.size() + 1);
-    used += s.size() + 1;
+    strings.append(s);
+    strings.push_back('\0');
+    if (strings.size() > VIC_MAILBOX_EXT_SIZE)
+      return err("mailbox: command, environment, hostname, working directory and user exceed {} KiB",
+                 VIC_MAILBOX_EXT_SIZE / 1024);
     return {};
   };
   for (const auto& a : req.argv) VIC_TRY(put(a, "an argument"));
@@ -32,14 +41,41 @@ Result<vic_mailbox> build_mailbox(const AgentRequest& req) {
     VIC_TRY(put(e, "an environment entry"));
   }
   VIC_TRY(put(req.hostname, "the hostname"));
-  mb.strings_len = static_cast<uint32_t>(used);
-  return mb;
+  if (!req.workdir.empty() || !req.user.empty()) {
+    VIC_TRY(put(req.workdir, "the working directory"));
+    VIC_TRY(put(req.user, "the user"));
+  }
+  mb.strings_len = static_cast<uint32_t>(strings.size());
+  if (strings.size() <= kInlineCapacity) {
+    std::memcpy(mb.strings, strings.data(), strings.size());  // one page to write: the common case
+  } else {
+    mb.flags |= VIC_MB_EXT_STRINGS;
+    out.ext.assign(strings.begin(), strings.end());
+  }
+  return out;
 }
 
-Result<AgentRequest> parse_mailbox(const vic_mailbox& mb) {
+Result<std::vector<uint64_t>> write_mailbox(GuestMemory& mem, const Mailbox& mb) {
+  std::vector<uint64_t> pages;
+  if (!mb.ext.empty()) {
+    VIC_TRY(mem.write(VIC_MAILBOX_EXT_GPA, std::span<const uint8_t>(
+                                               reinterpret_cast<const uint8_t*>(mb.ext.data()), mb.ext.size())));
+    for (uint64_t gpa = VIC_MAILBOX_EXT_GPA; gpa < VIC_MAILBOX_EXT_GPA + mb.ext.size(); gpa += kPage)
+      pages.push_back(gpa / kPage);
+  }
+  VIC_TRY(mem.write_obj(VIC_MAILBOX_GPA, mb.page));
+  pages.push_back(VIC_MAILBOX_GPA / kPage);
+  return pages;
+}
+
+Result<AgentRequest> parse_mailbox(const vic_mailbox& mb, std::span<const char> ext) {
   if (mb.magic != VIC_MAILBOX_MAGIC) return err("mailbox: bad magic {:#x}", mb.magic);
   if (mb.version != VIC_MAILBOX_VERSION) return err("mailbox: version {} (expected {})", mb.version, VIC_MAILBOX_VERSION);
-  if (mb.strings_len > sizeof(mb.strings)) return err("mailbox: strings_len {} too large", mb.strings_len);
+  const bool in_ext = mb.flags & VIC_MB_EXT_STRINGS;
+  const char* base = in_ext ? ext.data() : mb.strings;
+  const size_t capacity = in_ext ? ext.size() : sizeof(mb.strings);
+  if (in_ext && ext.size() > VIC_MAILBOX_EXT_SIZE) return err("mailbox: extension of {} bytes too large", ext.size());
+  if (mb.strings_len > capacity) return err("mailbox: strings_len {} too large", mb.strings_len);
   AgentRequest req;
   req.flags = mb.flags;
   req.clone_id = mb.clone_id;
@@ -48,23 +84,26 @@ Result<AgentRequest> parse_mailbox(const vic_mailbox& mb) {
   req.generation = mb.generation;
 
   size_t pos = 0;
-  auto next = [&](std::string& out) -> Result<> {
+  auto next = [&](std::string& out, bool optional) -> Result<> {
+    if (optional && pos == mb.strings_len) return {};
     if (pos >= mb.strings_len) return err("mailbox: string table truncated");
-    const void* nul = std::memchr(mb.strings + pos, '\0', mb.strings_len - pos);
+    const void* nul = std::memchr(base + pos, '\0', mb.strings_len - pos);
     if (!nul) return err("mailbox: string table truncated");
-    size_t len = static_cast<size_t>(static_cast<const char*>(nul) - (mb.strings + pos));
-    out.assign(mb.strings + pos, len);
+    size_t len = static_cast<size_t>(static_cast<const char*>(nul) - (base + pos));
+    out.assign(base + pos, len);
     pos += len + 1;
     return {};
   };
-  // argc + envc + hostname strings, each at least one byte: bounds the counts.
-  if (static_cast<uint64_t>(mb.argc) + mb.envc + 1 > mb.strings_len)
+  // argc + envc strings, each at least one byte: bounds the counts.
+  if (static_cast<uint64_t>(mb.argc) + mb.envc > mb.strings_len)
     return err("mailbox: argc {} / envc {} do not fit in {} bytes", mb.argc, mb.envc, mb.strings_len);
   req.argv.resize(mb.argc);
-  for (auto& a : req.argv) VIC_TRY(next(a));
+  for (auto& a : req.argv) VIC_TRY(next(a, false));
   req.env.resize(mb.envc);
-  for (auto& e : req.env) VIC_TRY(next(e));
-  VIC_TRY(next(req.hostname));
+  for (auto& e : req.env) VIC_TRY(next(e, false));
+  VIC_TRY(next(req.hostname, true));
+  VIC_TRY(next(req.workdir, true));
+  VIC_TRY(next(req.user, true));
   return req;
 }
 

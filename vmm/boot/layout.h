@@ -4,7 +4,8 @@
 //   0x0000_7000  boot_params (zero page)    0x0000_8ff0  boot stack top
 //   0x0000_9000  PML4, 0xa000 PDPT, 0xb000..0xf000 four PDs (identity 0..4 GiB)
 //   0x0002_0000  kernel command line (2 KiB)
-//   0x0009_d000  mailbox page (vicvmm_abi.h)  \ e820-reserved 0x9d000..0x100000
+//   0x0007_d000  mailbox strings extension   \ e820-reserved 0x7d000..0x100000
+//   0x0009_d000  mailbox page (vicvmm_abi.h)  |
 //   0x0009_fc00  MP table                     /
 //   0x0100_0000  kernel (bzImage default / vmlinux p_paddr)
 //   below 3 GiB  initrd, as high as the kernel allows
@@ -20,7 +21,7 @@ namespace vicvmm::boot {
 inline constexpr uint64_t kGdtGpa = 0x500;
 inline constexpr uint64_t kIdtGpa = 0x520;
 
-// Zero page: below 0x9d000 so it is ordinary RAM the kernel may reclaim later.
+// Zero page: below the reserved range so it is ordinary RAM the kernel may reclaim later.
 inline constexpr uint64_t kBootParamsGpa = 0x7000;
 inline constexpr uint64_t kBootParamsSize = 0x1000;
 
@@ -37,10 +38,11 @@ inline constexpr uint64_t kPdCount = 4;
 inline constexpr uint64_t kCmdlineGpa = 0x20000;
 inline constexpr uint64_t kCmdlineMaxSize = 2048;
 
-// The mailbox page starts the reserved low range; the MP table and the legacy
-// VGA/BIOS hole up to 1 MiB are in it too, so e820 RAM is 0..0x9d000.
+// The mailbox's string extension starts the reserved low range; the mailbox
+// page, the MP table and the legacy VGA/BIOS hole up to 1 MiB are in it too,
+// so e820 RAM is 0..0x7d000.
 inline constexpr uint64_t kMailboxGpa = VIC_MAILBOX_GPA;
-inline constexpr uint64_t kLowReservedStart = VIC_MAILBOX_GPA;
+inline constexpr uint64_t kLowReservedStart = VIC_MAILBOX_EXT_GPA;
 inline constexpr uint64_t kLowReservedEnd = 0x100000;
 
 // MP floating pointer at 0x9fc00: the last KiB of base memory, which Linux
@@ -66,5 +68,6 @@ static_assert(kBootStackGpa < kPml4Gpa);
 static_assert(kPdGpa + kPdCount * kPageSize <= kCmdlineGpa);
 static_assert(kCmdlineGpa + kCmdlineMaxSize <= kLowReservedStart);
 static_assert(kMailboxGpa + VIC_MAILBOX_SIZE <= kMpTableGpa);
+static_assert(VIC_MAILBOX_EXT_GPA + VIC_MAILBOX_EXT_SIZE == kMailboxGpa);
 
 }  // namespace vicvmm::boot

@@ -1,0 +1,48 @@
+#include "tools/vicvmm/image_ref.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <fstream>
+
+#include "vmm/unique_fd.h"
+
+namespace vicvmm::cli {
+
+Result<ResolvedImage> open_image(const std::string& ref) {
+  VIC_ASSIGN(auto store, image::Store::open(image::Store::default_root()));
+  VIC_ASSIGN(auto img, store.resolve(ref));
+  VIC_ASSIGN(auto disk, store.erofs_disk(img));
+  return ResolvedImage{ref, std::move(img), std::move(disk)};
+}
+
+Result<image::Image> image_by_id(const std::string& id) {
+  VIC_ASSIGN(auto store, image::Store::open(image::Store::default_root()));
+  return store.resolve(id);
+}
+
+Result<> write_template_image(const std::string& template_dir, const std::string& image_id) {
+  std::string path = template_dir + "/" + kTemplateImageFile;
+  std::string tmp = path + ".tmp";
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd) return sys_err("template {}: writing {}", template_dir, tmp);
+  std::string line = image_id + "\n";
+  if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()) || ::fsync(fd.get()) != 0)
+    return sys_err("template {}: writing {}", template_dir, tmp);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return sys_err("template {}: renaming {}", template_dir, tmp);
+  return {};
+}
+
+Result<std::string> read_template_image(const std::string& template_dir) {
+  std::string path = template_dir + "/" + kTemplateImageFile;
+  if (access(path.c_str(), F_OK) != 0) return std::string();
+  std::ifstream in(path);
+  std::string id;
+  if (!std::getline(in, id)) return err("template {}: {} is empty", template_dir, path);
+  if (id.size() != 64 || !std::all_of(id.begin(), id.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); }))
+    return err("template {}: {} does not hold an image id", template_dir, path);
+  return id;
+}
+
+}  // namespace vicvmm::cli
