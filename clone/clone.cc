@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "clone/snapshot.h"
+#include "vmm/virtio/block.h"
 
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -57,6 +58,10 @@ Result<std::unique_ptr<Clone>> Clone::create(const Kvm& kvm, std::shared_ptr<con
       c->stdio_->set_output([self = c.get()](uint32_t port, std::span<const uint8_t> b) { self->on_stdio(port, b); });
     }
     if (spec.device_id == virtio::kDeviceNet) c->net_ = std::static_pointer_cast<virtio::Net>(*dev);
+    if (spec.device_id == virtio::kDeviceBlock && spec.path.empty() && !c->image_slot_) {
+      c->image_slot_ = std::static_pointer_cast<virtio::Block>(*dev);
+      c->image_slot_index_ = c->machine_->virtio_slots().size();
+    }
     VIC_TRY(c->machine_->add_virtio(std::move(*dev)));
   }
   // The I/O thread writes guest memory too (used rings, read buffers):
@@ -119,6 +124,14 @@ Result<> Clone::start(const AgentRequest& personality, uint64_t requested_ns) {
   req.clone_id = id_;
   // A generation above the template's wakes the agent's wait loop.
   req.generation = personality.generation ? personality.generation : 1;
+  if (!pending_image_.empty()) {
+    // After the restore, which brought back the template's empty slot.
+    VIC_TRY(image_slot_->attach(pending_image_).map_error([&](Error e) {
+      e.message = fmt::format("clone {}: {}", id_, e.message);
+      return e;
+    }));
+    machine_->virtio_slots()[image_slot_index_]->transport().config_changed();
+  }
   VIC_ASSIGN(Mailbox mb, build_mailbox(req));
   VIC_ASSIGN(auto pages, write_mailbox(machine_->memory(), mb));
   // The VMM's own writes are not in KVM's dirty log: record them.
@@ -180,12 +193,21 @@ Result<> Clone::publish(const std::vector<net::PortForward>& forwards) {
   return {};
 }
 
+Result<> Clone::attach_image(const std::string& disk_path) {
+  if (!image_slot_)
+    return err("clone {}: its template has no empty disk slot for an image (template create --image-slot)", id_);
+  pending_image_ = disk_path;
+  return {};
+}
+
 Result<> Clone::reset() {
   if (published_) net_->backend().unpublish_all();  // a network-thread round trip: only when needed
   published_ = false;
   // Devices first: a request in flight could write a page after it was
   // discarded below.
   for (const auto& slot : machine_->virtio_slots()) slot->transport().reset();
+  if (image_slot_) image_slot_->detach();  // the template's guest knows an empty slot
+  pending_image_.clear();
   VIC_TRY(harvest_dirty_log());
   // MADV_DONTNEED on a MAP_PRIVATE file mapping drops the private copies:
   // the next access sees the template's page again. Contiguous runs of

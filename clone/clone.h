@@ -14,6 +14,7 @@
 #include "clone/template.h"
 #include "vmm/agent/mailbox.h"
 #include "vmm/machine.h"
+#include "vmm/virtio/block.h"
 #include "vmm/virtio/console.h"
 #include "vmm/virtio/net.h"
 
@@ -57,6 +58,11 @@ class Clone {
   // Publishes host ports to this clone's guest (its template has a
   // virtio-net); before start(). A reset removes them again.
   Result<> publish(const std::vector<net::PortForward>& forwards);
+  // Puts a read-only disk image (a container image's EROFS disk) into the
+  // template's empty disk slot at start(), announced to the guest with a
+  // configuration-change interrupt; before start(). A reset empties the
+  // slot again.
+  Result<> attach_image(const std::string& disk_path);
   // Back to the template state, discarding the pages this clone wrote; the
   // clone can then start() again.
   Result<> reset();
@@ -98,6 +104,9 @@ class Clone {
   std::array<std::string, 3> partial_lines_;  // per port, for the line fallback
   std::shared_ptr<virtio::Console> stdio_;
   std::shared_ptr<virtio::Net> net_;
+  std::shared_ptr<virtio::Block> image_slot_;  // the template's empty disk slot, if any
+  size_t image_slot_index_ = 0;                // its virtio slot
+  std::string pending_image_;                  // attached at start()
   bool published_ = false;  // ports were published since the last reset
   std::unique_ptr<Machine> machine_;
   uint32_t id_ = 0;

@@ -328,6 +328,21 @@ int switch_to_image_root() {
   return 0;
 }
 
+// True once the disk has sectors (read from sysfs: a few system calls per
+// try, and the kernel's config-change work runs while we sleep).
+bool wait_for_disk_capacity(const char* size_path) {
+  for (int tries = 0; tries < 5000; tries++) {  // up to ~5 s
+    int fd = open(size_path, O_RDONLY | O_CLOEXEC);
+    char buf[32] = {};
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0) close(fd);
+    if (n > 0 && strtoull(buf, nullptr, 10) > 0) return true;
+    timespec ts{0, 1000 * 1000};
+    nanosleep(&ts, nullptr);
+  }
+  return false;
+}
+
 void write_file(const char* path, const char* text) {
   unlink(path);  // the image's may be a symlink (e.g. into /run): replace, do not follow
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
@@ -345,6 +360,7 @@ void write_identity_files(const char* hostname, bool net) {
   snprintf(buf, sizeof buf, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n",
            net ? "10.0.2.15" : "127.0.1.1", hostname);
   write_file("/etc/hosts", buf);
+  if (net) write_file("/etc/resolv.conf", "nameserver 10.0.2.3\n");
 }
 
 // In the command's child, before exec: the image's working directory
@@ -511,13 +527,23 @@ int main(int main_argc, char** main_argv) {
   if (flags & VIC_MB_STDIO_PORTS) ports = open_stdio_ports();
   // The image root before the network, so resolv.conf lands in the image;
   // both before a template's capture, so its clones inherit them.
-  const bool image_root = flags & VIC_MB_IMAGE_ROOT;
+  bool image_root = flags & VIC_MB_IMAGE_ROOT;
   if (image_root) {
     if (int e = switch_to_image_root(); e != 0) fail(e, "setting up the image's root filesystem");
   }
   if (flags & VIC_MB_NET) configure_network();
 
-  if (flags & VIC_MB_TEMPLATE) await_personality(page);
+  if (flags & VIC_MB_TEMPLATE) {
+    await_personality(page);
+    // A clone of a template with an empty disk slot, given an image: the
+    // VMM attached its disk at start and said so with a config-change
+    // interrupt; the kernel learns the new capacity in a work item.
+    if (!image_root && (mb.flags & VIC_MB_IMAGE_ROOT)) {
+      if (!wait_for_disk_capacity("/sys/block/vda/size")) fail(ENXIO, "waiting for the image's disk");
+      if (int e = switch_to_image_root(); e != 0) fail(e, "setting up the image's root filesystem");
+      image_root = true;
+    }
+  }
 
   // Layout of strings[]: argv[0..argc), envp[0..envc), hostname, workdir, user.
   const char* hostname = strings[mb.argc + mb.envc];

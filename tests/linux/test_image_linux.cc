@@ -13,10 +13,14 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <sstream>
 
+#include "clone/clone.h"
+#include "clone/template.h"
 #include "tests/subprocess.h"
 
 using namespace vicvmm::test;
@@ -198,4 +202,85 @@ TEST_CASE("template of an image: clones write the same path privately; the image
   CHECK(rm.status == 125);
   CHECK(rm.err.find(name) != std::string::npos);
   CHECK(vicvmm_cli({"image", "inspect", debian_image()}).status == 0);
+}
+
+TEST_CASE("base template: any image is attached at fork time, and a reset empties the slot again",
+          "[linux][image][clone]") {
+  REQUIRE_DEBIAN();
+  // Through the CLI: the base template is made on first use, then each
+  // clone attaches the image's disk at start.
+  Outcome f = vicvmm_cli({"fork", "--image", debian_image(), "-n", "2", "--parallel", "2", "--timeout", "300", "--",
+                          "/bin/bash", "-c", "echo \"$(cat /etc/debian_version) $(hostname) $(id -un)\""});
+  CAPTURE(f.out, f.err);
+  REQUIRE(f.status == 0);
+  for (int i = 1; i <= 2; ++i)
+    CHECK(f.out.find("[" + std::to_string(i) + "] 12.") != std::string::npos);
+  CHECK(f.out.find(" clone-1 root\n") != std::string::npos);
+  CHECK(f.out.find(" clone-2 root\n") != std::string::npos);
+
+  // A template name and --image together are refused.
+  Outcome both = vicvmm_cli({"fork", "sometemplate", "--image", debian_image(), "--", "true"});
+  CHECK(both.status == 125);
+  CHECK(both.err.find("not two") != std::string::npos);
+
+  // Through the library: one clone, three lives: image, no image, image.
+  std::string base;
+  for (const auto& e : std::filesystem::directory_iterator(state_dir() + "/vicvmm/templates"))
+    if (e.path().filename().string().rfind("image-base-", 0) == 0) base = e.path();
+  REQUIRE_FALSE(base.empty());
+  Outcome disk = vicvmm_cli({"image", "disk", debian_image()});
+  REQUIRE(disk.status == 0);
+  std::string disk_path = disk.out.substr(0, disk.out.find('\n'));
+
+  auto kvm = vicvmm::Kvm::open();
+  REQUIRE(kvm);
+  auto tmpl = vicvmm::Template::load(base, vicvmm::detect_host_kind());
+  INFO((tmpl ? std::string() : tmpl.error().message));
+  REQUIRE(tmpl);
+  std::mutex mu;
+  std::string out;
+  vicvmm::CloneOptions opts;
+  opts.timeout = std::chrono::seconds(300);
+  opts.on_output = [&](uint32_t, uint32_t, std::span<const uint8_t> b) {
+    std::lock_guard lock(mu);
+    out.append(reinterpret_cast<const char*>(b.data()), b.size());
+  };
+  auto clone = vicvmm::Clone::create(*kvm, *tmpl, opts);
+  REQUIRE(clone);
+  auto life = [&](bool with_image, std::vector<std::string> argv) {
+    {
+      std::lock_guard lock(mu);
+      out.clear();
+    }
+    vicvmm::AgentRequest req;
+    req.argv = std::move(argv);
+    req.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+    req.hostname = "lives";
+    if (with_image) {
+      req.flags = VIC_MB_IMAGE_ROOT;
+      auto a = (*clone)->attach_image(disk_path);
+      REQUIRE(a);
+    }
+    auto started = (*clone)->start(req);
+    INFO((started ? std::string() : started.error().message));
+    REQUIRE(started);
+    auto stop = (*clone)->run();
+    REQUIRE(stop);
+    CHECK(stop->reason == vicvmm::StopReason::CommandExited);
+    std::lock_guard lock(mu);
+    return std::make_pair(stop->exit_status, out);
+  };
+  auto [s1, o1] = life(true, {"/bin/bash", "-c", "cat /etc/debian_version; echo x > /root/mark; cat /root/mark"});
+  CHECK(s1 == 0);
+  CHECK(o1.rfind("12.", 0) == 0);
+  CHECK(o1.find("x\n") != std::string::npos);
+  REQUIRE((*clone)->reset());
+  // No image: the initramfs's busybox, and the slot is empty again.
+  auto [s2, o2] = life(false, {"/bin/sh", "-c", "cat /sys/block/vda/size; test -e /etc/debian_version || echo initramfs"});
+  CHECK(s2 == 0);
+  CHECK(o2 == "0\ninitramfs\n");
+  REQUIRE((*clone)->reset());
+  auto [s3, o3] = life(true, {"/bin/sh", "-c", "test -e /root/mark || echo fresh; grep -c ^ID=debian /etc/os-release"});
+  CHECK(s3 == 0);
+  CHECK(o3 == "fresh\n1\n");
 }

@@ -74,8 +74,18 @@ int cmd_fork(const ForkOptions& o) {
   if (o.count == 0) return fail("-n must be at least 1");
   if (o.parallel == 0) return fail("--parallel must be at least 1");
   std::string dir = o.from_dir;
+  std::string name = o.name;
+  std::optional<ResolvedImage> attach;  // --image: each clone attaches this image's disk
+  if (!o.image.empty()) {
+    auto img = open_image(o.image);
+    if (!img) return fail(img.error().message);
+    attach = std::move(*img);
+    auto base = ensure_base_template();
+    if (!base) return fail(base.error().message);
+    name = *base;
+  }
   if (dir.empty()) {
-    auto p = template_path(o.name);
+    auto p = template_path(name);
     if (!p) return fail(p.error().message);
     dir = *p;
   }
@@ -84,8 +94,8 @@ int cmd_fork(const ForkOptions& o) {
   auto tmpl = Template::load(dir, detect_host_kind());
   if (!tmpl) {
     if (o.from_dir.empty() && access(dir.c_str(), F_OK) != 0)
-      return fail(fmt::format("template '{}' does not exist (create it with: vicvmm template create {})", o.name,
-                              o.name));
+      return fail(fmt::format("template '{}' does not exist (create it with: vicvmm template create {})", name,
+                              name));
     return fail(tmpl.error().message);
   }
 
@@ -96,8 +106,11 @@ int cmd_fork(const ForkOptions& o) {
   std::string workdir, user;
   auto image_id = read_template_image(dir);
   if (!image_id) return fail(image_id.error().message);
+  if (attach && !image_id->empty())
+    return fail(fmt::format("template {} is of an image already; --image needs the base template", name));
+  if (attach) *image_id = attach->image.id;
   if (!image_id->empty()) {
-    auto img = image_by_id(*image_id);
+    auto img = attach ? Result<image::Image>(attach->image) : image_by_id(*image_id);
     if (!img) return fail(fmt::format("template {}: its image: {}", dir, img.error().message));
     image::Overrides ov;
     ov.cmd = o.command;
@@ -165,7 +178,10 @@ int cmd_fork(const ForkOptions& o) {
       req.hostname = fmt::format("clone-{}", i + 1);
       req.seed = fresh_seed();
       req.wallclock_ns = realtime_ns();
-      if (auto p = (*clone)->publish(per_clone[i]); !p) {
+      if (attach) req.flags |= VIC_MB_IMAGE_ROOT;
+      if (auto a = attach ? (*clone)->attach_image(attach->disk) : Result<>(); !a) {
+        s.failure = a.error().message;
+      } else if (auto p = (*clone)->publish(per_clone[i]); !p) {
         s.failure = p.error().message;
       } else if (auto r = (*clone)->start(req, t_req); !r) {
         s.failure = r.error().message;

@@ -40,6 +40,8 @@ int cmd_template_create(const TemplateCreateOptions& o) {
   // An image's disk comes first among the disks: the agent mounts /dev/vda.
   std::vector<std::string> disk_options = o.disks;
   std::optional<ResolvedImage> img;
+  if (o.image_slot && !o.image.empty()) return fail("--image-slot and --image: one or the other");
+  if (o.image_slot) devices.push_back({virtio::kDeviceBlock, "", true, {}});  // /dev/vda, empty until a clone fills it
   if (!o.image.empty()) {
     auto r = open_image(o.image);
     if (!r) return fail(r.error().message);
@@ -93,8 +95,8 @@ int cmd_template_create(const TemplateCreateOptions& o) {
     if (auto r = write_template_image(*path, img->image.id); !r) return fail(r.error().message);
   }
   uint64_t t_saved = monotonic_ns();
-  fmt::print("template '{}' ready: booted in {:.1f} s, saved in {:.0f} ms to {}\n", o.name, (t_booted - t0) / 1e9,
-             (t_saved - t_booted) / 1e6, *path);
+  fmt::print(o.report_to_stderr ? stderr : stdout, "template '{}' ready: booted in {:.1f} s, saved in {:.0f} ms to {}\n",
+             o.name, (t_booted - t0) / 1e9, (t_saved - t_booted) / 1e6, *path);
   return 0;
 }
 

@@ -43,6 +43,8 @@ struct TemplateCreateOptions {
   unsigned timeout_s = 0;          // 0: the library's default (5 minutes)
   bool net = false;                // a virtio-net; each clone gets its own user-mode network
   std::string image;               // boot with this image as root: clones start in it
+  bool image_slot = false;         // an empty disk slot first: each clone attaches an image at start
+  bool report_to_stderr = false;   // the "ready" line on stderr (a template made on the way for fork)
 };
 int cmd_template_create(const TemplateCreateOptions& o);
 int cmd_template_ls();
@@ -64,6 +66,7 @@ struct ForkOptions {
   std::vector<std::string> publish;  // -p; a host port range gives clone i the i-th port
   std::vector<std::string> command;  // of an image's template: may be empty (the image's Cmd)
   std::optional<std::string> workdir, user;  // of an image's template: override the image's
+  std::string image;  // --image: clones of the base template, each attaching this image
 };
 int cmd_fork(const ForkOptions& o);
 

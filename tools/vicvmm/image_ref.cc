@@ -3,9 +3,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cctype>
+#include <cstdlib>
 #include <fstream>
 
+#include "image/digest.h"
+#include "tools/vicvmm/commands.h"
+#include "tools/vicvmm/options.h"
 #include "vmm/unique_fd.h"
 
 namespace vicvmm::cli {
@@ -20,6 +25,29 @@ Result<ResolvedImage> open_image(const std::string& ref) {
 Result<image::Image> image_by_id(const std::string& id) {
   VIC_ASSIGN(auto store, image::Store::open(image::Store::default_root()));
   return store.resolve(id);
+}
+
+Result<std::string> ensure_base_template() {
+  // The default guest's files are content-named (kernel-<hash>/vmlinux,
+  // rootfs-<hash>.cpio): their real paths identify what the template boots.
+  char kernel[PATH_MAX], initrd[PATH_MAX];
+  if (!realpath(default_kernel().c_str(), kernel))
+    return sys_err("kernel {} (build the default guest with ./tools/demo)", default_kernel());
+  if (!realpath(default_initrd().c_str(), initrd))
+    return sys_err("initrd {} (build the default guest with ./tools/demo)", default_initrd());
+  std::string name = "image-base-" + image::digest_hex(image::sha256_of(std::string(kernel) + "\n" + initrd)).substr(0, 12);
+  VIC_ASSIGN(std::string dir, template_path(name));
+  if (access((dir + "/state.bin").c_str(), F_OK) == 0) return name;
+  fmt::print(stderr, "vicvmm: creating the base template '{}' for images once (a cold boot)\n", name);
+  TemplateCreateOptions tc;
+  tc.name = name;
+  tc.kernel = kernel;
+  tc.initrd = initrd;
+  tc.image_slot = true;
+  tc.net = true;  // so clones can publish ports
+  tc.report_to_stderr = true;
+  if (cmd_template_create(tc) != 0) return err("creating the base template '{}' failed", name);
+  return name;
 }
 
 Result<> write_template_image(const std::string& template_dir, const std::string& image_id) {

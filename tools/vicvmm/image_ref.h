@@ -22,6 +22,12 @@ Result<ResolvedImage> open_image(const std::string& ref);
 // Looks the image up by id again (a template records the id, not the tag).
 Result<image::Image> image_by_id(const std::string& id);
 
+// The base template `fork --image` clones: the default guest booted once
+// with an empty disk slot (plus console, rng and network), named after the
+// kernel and initramfs files it boots; created on first use (a cold boot).
+// Returns its name.
+Result<std::string> ensure_base_template();
+
 // A template of an image keeps the image's id in DIR/image (one line).
 inline constexpr const char* kTemplateImageFile = "image";
 Result<> write_template_image(const std::string& template_dir, const std::string& image_id);

@@ -131,6 +131,8 @@ int real_main(int argc, char** argv) {
   tc_cmd->add_option("--timeout", tc.timeout_s, "Give up on the boot after this many seconds (default 300)");
   tc_cmd->add_option("--disk", tc.disks,
                      "Raw disk image PATH,ro on virtio-blk (repeatable); read-only: every clone shares it")->allow_extra_args(false);
+  tc_cmd->add_flag("--image-slot", tc.image_slot, "An empty read-only disk slot that each clone can fill with an "
+                   "image (fork --image uses such a base template)");
   tc_cmd->add_option("--image", tc.image, "Boot with this container image as root: clones start in it, parked "
                      "after the mounts, and share its page cache");
   auto* tl_cmd = tmpl_cmd->add_subcommand("ls", "List templates");
@@ -157,6 +159,8 @@ int real_main(int argc, char** argv) {
   fork_cmd->add_option("-p,--publish", fork.publish,
                        "Publish a guest port per clone: [HOSTIP:]HOSTPORT[-LAST]:GUESTPORT[/tcp|udp]; a range "
                        "gives clone i its i-th port (repeatable; the template needs --net)")->allow_extra_args(false);
+  fork_cmd->add_option("--image", fork.image, "Clone a container image from the base template (booted once with an "
+                       "empty disk slot; each clone attaches the image's disk at start)");
   std::string fork_workdir, fork_user;
   auto* fork_w = fork_cmd->add_option("-w,--workdir", fork_workdir, "Working directory (a template of an image)");
   auto* fork_u = fork_cmd->add_option("-u,--user", fork_user, "User uid[:gid] or name[:group] (a template of an image)");
@@ -214,10 +218,11 @@ int real_main(int argc, char** argv) {
   if (*tr_cmd) return cmd_template_rm(rm_name);
   if (*snap_cmd) return cmd_snapshot(snap_name, snap_dir);
   if (*fork_cmd) {
-    // With --from there is no NAME: CLI11 fills positionals in order, so
-    // the command's first word landed in `name`.
-    if (!fork.from_dir.empty() && !fork.name.empty()) {
-      // Before `--` it was a template name given with --from: refuse that.
+    // With --from or --image there is no NAME: CLI11 fills positionals in
+    // order, so the command's first word landed in `name`.
+    const std::string source = !fork.from_dir.empty() ? "--from " + fork.from_dir : "--image " + fork.image;
+    if ((!fork.from_dir.empty() || !fork.image.empty()) && !fork.name.empty()) {
+      // Before `--` it was a template name given with --from/--image: refuse that.
       bool before_dashes = false, dashes = false;
       for (int i = 1; i < argc && !dashes; ++i) {
         dashes = std::string(argv[i]) == "--";
@@ -225,8 +230,8 @@ int real_main(int argc, char** argv) {
       }
       before_dashes &= dashes;
       if (before_dashes) {
-        fmt::print(stderr, "vicvmm: error: fork takes a template NAME or --from DIR, not both ('{}' and --from {})\n",
-                   fork.name, fork.from_dir);
+        fmt::print(stderr, "vicvmm: error: fork takes a template NAME, --from DIR or --image IMG, not two ('{}' and {})\n",
+                   fork.name, source);
         return kExitVmmError;
       }
       fork.command.insert(fork.command.begin(), fork.name);
@@ -234,8 +239,9 @@ int real_main(int argc, char** argv) {
     }
     if (fork_w->count()) fork.workdir = fork_workdir;
     if (fork_u->count()) fork.user = fork_user;
-    if (fork.name.empty() == fork.from_dir.empty()) {
-      fmt::print(stderr, "vicvmm: error: fork needs a template NAME or --from DIR (one of them)\n");
+    if (int given = !fork.name.empty() + !fork.from_dir.empty() + !fork.image.empty(); given != 1) {
+      fmt::print(stderr, "vicvmm: error: fork needs one of a template NAME, --from DIR or --image IMG{}\n",
+                 given ? fmt::format(" (not both {} and {})", fork.from_dir.empty() ? "NAME" : "--from", source) : "");
       return kExitVmmError;
     }
     return cmd_fork(fork);

@@ -84,44 +84,79 @@ Result<BlockOptions> parse_disk_option(const std::string& text) {
   return o;
 }
 
-Result<std::shared_ptr<Block>> Block::open(const BlockOptions& opts) {
-  std::shared_ptr<Block> b(new Block);
-  b->opts_ = opts;
-  const std::string& p = opts.path;
+Result<Block::ImageFile> Block::open_image_file(const std::string& p, bool read_only) {
+  ImageFile f;
   // O_NONBLOCK: a FIFO must not hang the open; the type is checked next.
-  b->fd_.reset(::open(p.c_str(), (opts.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK));
-  if (!b->fd_) return sys_err("disk {}", p);
+  f.fd.reset(::open(p.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK));
+  if (!f.fd) return sys_err("disk {}", p);
   struct stat st;
-  if (fstat(b->fd_.get(), &st) != 0) return sys_err("disk {}: stat", p);
+  if (fstat(f.fd.get(), &st) != 0) return sys_err("disk {}: stat", p);
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) return err("disk {}: not a regular file or block device", p);
-  int fl = fcntl(b->fd_.get(), F_GETFL);
-  fcntl(b->fd_.get(), F_SETFL, fl & ~O_NONBLOCK);
-  if (flock(b->fd_.get(), (opts.read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
+  int fl = fcntl(f.fd.get(), F_GETFL);
+  fcntl(f.fd.get(), F_SETFL, fl & ~O_NONBLOCK);
+  if (flock(f.fd.get(), (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK)
       return err("disk {}: in use by another VM (a read-write disk is never shared; give each VM its own copy)", p);
     return sys_err("disk {}: flock", p);
   }
-  off_t end = lseek(b->fd_.get(), 0, SEEK_END);
+  off_t end = lseek(f.fd.get(), 0, SEEK_END);
   if (end < 0) return sys_err("disk {}: size", p);
-  b->size_ = static_cast<uint64_t>(end);
-  if (b->size_ % kSector) return err("disk {}: size {} is not a multiple of 512 bytes", p, b->size_);
-  b->can_discard_ = S_ISREG(st.st_mode) && !opts.read_only;
+  f.size = static_cast<uint64_t>(end);
+  if (f.size % kSector) return err("disk {}: size {} is not a multiple of 512 bytes", p, f.size);
+  f.can_discard = S_ISREG(st.st_mode) && !read_only;
+  return f;
+}
+
+Result<std::shared_ptr<Block>> Block::open(const BlockOptions& opts) {
+  std::shared_ptr<Block> b(new Block);
+  b->opts_ = opts;
+  const std::string& p = opts.path;
+  if (p.empty()) {
+    // An empty slot: capacity 0 until attach(); only read-only images go there.
+    b->opts_.read_only = true;
+    b->hot_plug_ = true;
+    if (b->opts_.id.empty()) b->opts_.id = "empty-slot";
+  } else {
+    VIC_ASSIGN(ImageFile f, open_image_file(p, opts.read_only));
+    b->fd_ = std::move(f.fd);
+    b->size_ = f.size;
+    b->can_discard_ = f.can_discard;
+  }
   if (b->opts_.id.empty()) {
     auto slash = p.rfind('/');
     b->opts_.id = p.substr(slash == std::string::npos ? 0 : slash + 1).substr(0, kIdBytes);
   }
+  const std::string what = p.empty() ? std::string("(empty slot)") : p;
   b->event_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!b->event_) return sys_err("disk {}: eventfd", p);
+  if (!b->event_) return sys_err("disk {}: eventfd", what);
   if (int r = io_uring_queue_init(kQueueSize, &b->ring_, 0); r < 0) {
     errno = -r;
-    return sys_err("disk {}: io_uring_queue_init", p);
+    return sys_err("disk {}: io_uring_queue_init", what);
   }
   b->ring_ok_ = true;
   if (int r = io_uring_register_eventfd(&b->ring_, b->event_.get()); r < 0) {
     errno = -r;
-    return sys_err("disk {}: io_uring_register_eventfd", p);
+    return sys_err("disk {}: io_uring_register_eventfd", what);
   }
   return b;
+}
+
+Result<> Block::attach(const std::string& path) {
+  if (!hot_plug_) return err("disk {}: not an empty slot; only an empty slot takes an image", opts_.path);
+  VIC_ASSIGN(ImageFile f, open_image_file(path, true));
+  drain();  // nothing in flight may still use the old file
+  fd_ = std::move(f.fd);
+  size_ = f.size;
+  opts_.path = path;
+  return {};
+}
+
+void Block::detach() {
+  if (!hot_plug_) return;
+  drain();
+  fd_.reset();
+  size_ = 0;
+  opts_.path.clear();
 }
 
 Block::~Block() {

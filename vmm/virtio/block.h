@@ -34,8 +34,17 @@ class Block : public Device {
   static constexpr uint16_t kQueueSize = 256;
   static constexpr uint32_t kSegMax = 126;  // data segments per request
 
+  // An empty `path` makes an empty, read-only slot (capacity 0) that an
+  // image is attached to later, e.g. per clone of a template booted with it.
   static Result<std::shared_ptr<Block>> open(const BlockOptions& opts);
   ~Block() override;
+
+  // Empty slots only: puts a read-only image behind the slot (replacing
+  // any earlier one) or takes it away. The VM must not be running; the
+  // caller tells the driver with a configuration-change interrupt.
+  Result<> attach(const std::string& path);
+  void detach();
+  bool hot_plug() const { return hot_plug_; }
 
   const char* name() const override { return "blk"; }
   uint32_t device_id() const override { return kDeviceBlock; }
@@ -64,6 +73,12 @@ class Block : public Device {
     uint32_t expect = 0;   // bytes the operation must transfer
     std::vector<iovec> iov;
   };
+  struct ImageFile {
+    UniqueFd fd;
+    uint64_t size = 0;
+    bool can_discard = false;
+  };
+  static Result<ImageFile> open_image_file(const std::string& path, bool read_only);
   Block() = default;
   // Handles one popped chain: queues an SQE (true) or finishes it at once.
   bool start_request(SplitQueue& q, const Chain& c, bool& need_submit);
@@ -77,6 +92,7 @@ class Block : public Device {
   bool ring_ok_ = false;
   uint64_t size_ = 0;
   bool can_discard_ = false;
+  bool hot_plug_ = false;  // opened as an empty slot
   Chain chain_;
   std::vector<Pending> pending_ = std::vector<Pending>(kQueueSize);
   size_t in_flight_ = 0;

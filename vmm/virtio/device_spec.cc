@@ -32,6 +32,7 @@ Result<std::shared_ptr<Device>> open_device(DeviceSpec& spec, const FileIdentity
     }
     case kDeviceBlock: {
       VIC_ASSIGN(auto blk, Block::open({spec.path, spec.read_only, {}}));
+      if (spec.path.empty()) return std::shared_ptr<Device>(std::move(blk));  // an empty slot: nothing to check
       struct stat st;
       if (fstat(blk->fd(), &st) != 0) return sys_err("disk {}: stat", spec.path);
       spec.identity = {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), blk->capacity_bytes(),

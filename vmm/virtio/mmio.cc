@@ -193,6 +193,14 @@ void MmioTransport::needs_reset_locked(QueueFault f) {
   if (raise_irq_) raise_irq_();
 }
 
+void MmioTransport::config_changed() {
+  std::lock_guard lock(mu_);
+  ++regs_.config_generation;
+  regs_.interrupt_status |= kInterruptConfig;
+  stats_.interrupts.fetch_add(1, std::memory_order_relaxed);
+  if (raise_irq_) raise_irq_();
+}
+
 TransportState MmioTransport::save() const {
   std::lock_guard lock(mu_);
   TransportState s{regs_, {}};

@@ -60,6 +60,9 @@ class MmioTransport : public BusDevice, private QueueHost {
   void on_completions();
   // Device reset from the host side (clone reset); the driver sees status 0.
   void reset();
+  // The device changed its configuration space (e.g. a disk's capacity):
+  // bump the generation and raise a configuration-change interrupt.
+  void config_changed();
 
   // Processes every queue as if kicked (after the vCPUs stopped).
   void poll();
