@@ -343,6 +343,24 @@ bool wait_for_disk_capacity(const char* size_path) {
   return false;
 }
 
+// A template of an image: bring what nearly every process of a glibc
+// image touches (the dynamic loader, libc, the shells) into the page cache
+// once, so clones share those pages instead of each reading them from the
+// disk (virtio-blk requests and readahead are emulated kernel work on PVM
+// hosts: ~0.3 M instructions per clone). readahead(), not read(): no copy.
+void warm_page_cache() {
+  static const char* const kCommon[] = {
+      "/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/libc.so.6", "/lib/ld-musl-x86_64.so.1",
+      "/bin/sh", "/bin/bash", "/bin/busybox", "/usr/bin/env", "/lib/x86_64-linux-gnu/libtinfo.so.6"};
+  for (const char* path : kCommon) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) readahead(fd, 0, static_cast<size_t>(st.st_size));
+    close(fd);
+  }
+}
+
 void write_file(const char* path, const char* text) {
   unlink(path);  // the image's may be a symlink (e.g. into /run): replace, do not follow
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
@@ -530,6 +548,7 @@ int main(int main_argc, char** main_argv) {
   bool image_root = flags & VIC_MB_IMAGE_ROOT;
   if (image_root) {
     if (int e = switch_to_image_root(); e != 0) fail(e, "setting up the image's root filesystem");
+    if (flags & VIC_MB_TEMPLATE) warm_page_cache();
   }
   if (flags & VIC_MB_NET) configure_network();
 
