@@ -170,8 +170,10 @@ TEST_CASE("template of an image: clones write the same path privately; the image
           "[linux][image][clone]") {
   REQUIRE_DEBIAN();
   const std::string name = "image-test-debian";
-  Outcome inspect = vicvmm_cli({"image", "inspect", debian_image()});
-  REQUIRE(inspect.status == 0);
+  Outcome disk = vicvmm_cli({"image", "disk", debian_image()});
+  REQUIRE(disk.status == 0);
+  const std::string disk_path = disk.out.substr(0, disk.out.find('\n'));
+  const std::string disk_hash = sha256_of(disk_path);
   Outcome tc = vicvmm_cli({"template", "create", name, "--image", debian_image(), "--force", "--timeout", "600"});
   CAPTURE(tc.out, tc.err);
   REQUIRE(tc.status == 0);
@@ -196,6 +198,9 @@ TEST_CASE("template of an image: clones write the same path privately; the image
   CAPTURE(dflt.out, dflt.err);
   CHECK(dflt.status == 125);
   CHECK(dflt.err.find("no command given") != std::string::npos);
+
+  // The image itself is untouched by its clones' writes.
+  CHECK(sha256_of(disk_path) == disk_hash);
 
   Outcome rm = vicvmm_cli({"image", "rm", debian_image()});
   CAPTURE(rm.err);
