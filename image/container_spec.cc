@@ -36,8 +36,10 @@ Result<ProcessSpec> process_spec(const std::string& image_name, const RunConfig&
   // Images normally set PATH; one that does not still gets the usual one.
   p.env = merge_env({"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, image.env);
   p.env = merge_env(p.env, o.env);
-  p.workdir = o.workdir ? *o.workdir : image.working_dir;
-  if (p.workdir.empty()) p.workdir = "/";
+  // Assigned from a reference, not a ternary temporary: GCC 12 warns about
+  // a memcpy overlap (-Wrestrict) that cannot happen on the latter.
+  const std::string& workdir = o.workdir ? *o.workdir : image.working_dir;
+  p.workdir = workdir.empty() ? std::string("/") : workdir;
   if (p.workdir[0] != '/') return err("working directory '{}' is not an absolute path", p.workdir);
   p.user = o.user ? *o.user : image.user;
   if (p.user.size() > 255) return err("user '{}...': longer than 255 bytes", p.user.substr(0, 32));

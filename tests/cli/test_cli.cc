@@ -171,7 +171,7 @@ TEST_CASE("--vcpus beyond what the MP table holds") {
 
 TEST_CASE("fork with both a template name and --from is refused, not run as a command") {
   auto e = expect_error({"fork", "relT", "--from", "/nonexistent-dir", "--", "/bin/true"});
-  CHECK(e.find("not both") != std::string::npos);
+  CHECK(e.find("not two") != std::string::npos);
 }
 
 TEST_CASE("a snapshot whose state.bin or memory.bin is a FIFO is refused, not waited on") {

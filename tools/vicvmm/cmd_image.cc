@@ -1,16 +1,15 @@
 // `vicvmm image load|import|ls|inspect|rm|tag`: the container image store
 // (image/store.h) from the command line.
-#include <dirent.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <ctime>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 
 #include "image/store.h"
+#include "image/users.h"
 #include "tools/vicvmm/commands.h"
 #include "tools/vicvmm/options.h"
 
@@ -45,31 +44,10 @@ Result<image::Store> open_store(const std::string& max_size = {}) {
   return image::Store::open(image::Store::default_root(), limits);
 }
 
-// Template name -> the image id it was created from (templates_dir()/NAME/image).
-std::map<std::string, std::string> template_images() {
-  std::map<std::string, std::string> out;
-  std::string dir = templates_dir();
-  DIR* d = opendir(dir.c_str());
-  if (!d) return out;
-  while (struct dirent* e = readdir(d)) {
-    std::string name = e->d_name;
-    if (name.empty() || name[0] == '.') continue;
-    std::ifstream f(dir + "/" + name + "/image");
-    std::string id;
-    if (f && std::getline(f, id)) {
-      while (!id.empty() && (id.back() == '\r' || id.back() == ' ')) id.pop_back();
-      if (!id.empty()) out[name] = id;
-    }
-  }
-  closedir(d);
-  return out;
-}
+std::map<std::string, std::string> template_images() { return image::template_images(templates_dir()); }
 
 std::vector<std::string> users_of(const std::string& id, const std::map<std::string, std::string>& templates) {
-  std::vector<std::string> users;
-  for (const auto& [name, image_id] : templates)
-    if (image_id == id) users.push_back(name);
-  return users;
+  return image::templates_using(id, templates);
 }
 
 std::string human_size(uint64_t bytes) {

@@ -91,4 +91,14 @@ int cmd_image_tag(const std::string& ref, const std::string& name);
 // Builds (once) and prints the path of the image's EROFS root filesystem.
 int cmd_image_disk(const std::string& ref);
 
+// `vicvmm serve`: the Docker Engine API on a Unix socket (and optionally a
+// loopback TCP address) until SIGTERM/SIGINT.
+struct ServeOptions {
+  std::string socket = "/run/vicvmm/docker.sock";  // "" = none (then --http is required)
+  std::string group;     // chown the socket to this group (mode 0660)
+  std::string http;      // "127.0.0.1:PORT": also listen on loopback TCP
+  std::string max_body;  // cap on JSON request bodies ("" = 64M)
+};
+int cmd_serve(const ServeOptions& o);
+
 }  // namespace vicvmm::cli

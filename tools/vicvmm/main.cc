@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "tools/vicvmm/commands.h"
+#include "serve/worker.h"
 #include "tools/vicvmm/options.h"
 #include "vmm/machine.h"
 
@@ -198,6 +199,18 @@ int real_main(int argc, char** argv) {
   auto* idisk_cmd = image_cmd->add_subcommand("disk", "Build (once) and print the image's EROFS root filesystem");
   idisk_cmd->add_option("image", image_ref, "NAME[:TAG], ID or ID prefix")->required();
 
+  // Internal: one container VM's process, started by `serve` (serve/worker.h).
+  std::string worker_template;
+  auto* worker_cmd = app.add_subcommand("__worker", "")->group("");
+  worker_cmd->add_option("template", worker_template, "")->required();
+
+  ServeOptions serve;
+  auto* serve_cmd = app.add_subcommand("serve", "Serve the Docker Engine API (1.41) so the docker CLI can drive vicvmm");
+  serve_cmd->add_option("--socket", serve.socket, "Unix socket to listen on ('' for none)")->capture_default_str();
+  serve_cmd->add_option("--group", serve.group, "Group that may use the socket (mode 0660)");
+  serve_cmd->add_option("--http", serve.http, "Also listen on this loopback TCP address, e.g. 127.0.0.1:2375");
+  serve_cmd->add_option("--max-body", serve.max_body, "Largest JSON request body (default 64M)");
+
   auto* version_cmd = app.add_subcommand("version", "Print the vicvmm version");
 
   if (unknown_word(argc, argv, app)) return kExitVmmError;
@@ -261,6 +274,8 @@ int real_main(int argc, char** argv) {
   if (*irm_cmd) return cmd_image_rm(image_ref);
   if (*itag_cmd) return cmd_image_tag(image_ref, image_name);
   if (*idisk_cmd) return cmd_image_disk(image_ref);
+  if (*serve_cmd) return cmd_serve(serve);
+  if (*worker_cmd) return vicvmm::serve::worker_main(vicvmm::serve::kWorkerControlFd, worker_template);
   if (*version_cmd) {
     fmt::print("vicvmm {}\n", VICVMM_VERSION);
     return 0;

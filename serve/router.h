@@ -1,0 +1,55 @@
+// Docker Engine API routing: method + path pattern -> handler, with docker's
+// /vN.NN prefix, headers and JSON errors.
+#pragma once
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "serve/http_server.h"
+
+namespace vicvmm::serve {
+
+inline constexpr const char* kApiVersion = "1.41";
+inline constexpr int kMinApiMinor = 24, kMaxApiMinor = 43;
+
+using Handler = std::function<asio::awaitable<Response>(Request&, Connection&)>;
+
+// {"message": ...} with a docker status, the shape the docker CLI prints as
+// "Error response from daemon: ...".
+Response error_response(unsigned status, std::string_view message);
+Response json_response(const nlohmann::json& j, unsigned status = 200);
+// Api-Version, Docker-Experimental, Ostype, Server: on every response.
+HeaderList docker_headers(const std::string& server_version);
+
+// "%2F" -> "/"; with `plus_is_space`, "+" -> " " (query strings).
+std::string percent_decode(std::string_view s, bool plus_is_space);
+// "1", "true", "True" -> true (docker's boolean query values).
+bool query_flag(const Request& req, const std::string& key);
+
+class Router : public Dispatcher {
+ public:
+  // `pattern`: "/images/{name}/json"; a parameter matches one or more path
+  // segments (image names have slashes), the rest must match exactly.
+  void add(http::verb method, const std::string& pattern, Handler handler, BodyMode body = BodyMode::kMemory);
+
+  BodyMode body_mode(http::verb method, std::string_view target) const override;
+  asio::awaitable<Response> handle(Request& req, Connection& conn) override;
+
+ private:
+  struct Route {
+    http::verb method;
+    std::regex re;
+    std::vector<std::string> names;
+    Handler handler;
+    BodyMode body;
+  };
+  // The path without the version prefix; an error response for a bad version.
+  static tl::expected<std::string, Response> strip_version(std::string_view path);
+  const Route* find(http::verb method, const std::string& path, std::smatch* m) const;
+  std::vector<Route> routes_;
+};
+
+}  // namespace vicvmm::serve

@@ -1,0 +1,28 @@
+// The Docker Engine API endpoints vicvmm answers, one file per resource
+// (moby style): routes_system.cc, routes_images.cc, routes_containers.cc.
+#pragma once
+
+#include <string>
+
+#include "image/store.h"
+#include "serve/router.h"
+
+namespace vicvmm::serve {
+
+struct Context {
+  image::Store* store = nullptr;  // outlives the router
+  std::string templates_dir;      // templates here keep their images from removal
+  std::string version;            // vicvmm's own
+};
+
+void add_system_routes(Router& r, const Context& ctx);
+void add_image_routes(Router& r, const Context& ctx);
+void add_container_routes(Router& r, const Context& ctx);
+
+inline void add_docker_routes(Router& r, const Context& ctx) {
+  add_system_routes(r, ctx);
+  add_image_routes(r, ctx);
+  add_container_routes(r, ctx);
+}
+
+}  // namespace vicvmm::serve

@@ -1,0 +1,143 @@
+#include "serve/worker_pool.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "serve/worker.h"
+
+extern char** environ;
+
+namespace vicvmm::serve {
+
+Worker::~Worker() {
+  if (reaped_) return;
+  if (!started_) kill(pid_, SIGKILL);  // an idle shell: nothing to lose
+  control_.reset();  // a running worker carries on alone (serve restarts re-adopt it)
+  if (!started_) reap();
+}
+
+Result<> Worker::start(const ContainerSpec& spec, int log_fd) {
+  VIC_TRY(send_message(control_.get(), {{"start", to_json(spec)}}, {log_fd}));
+  started_ = true;
+  VIC_ASSIGN(Message reply, recv_message(control_.get(), "the container's worker"));
+  if (reply.body.contains("started")) return {};
+  auto e = reply.body.find("error");
+  return err("container {}: {}", spec.id.substr(0, 12),
+             e != reply.body.end() && e->is_string() ? e->get<std::string>() : std::string("the worker failed"));
+}
+
+Result<std::pair<int, std::string>> Worker::wait_exit() {
+  VIC_ASSIGN(Message m, recv_message(control_.get(), "the container's worker"));
+  auto s = m.body.find("exit");
+  if (s == m.body.end() || !s->is_number_integer()) return err("the container's worker sent no exit status");
+  auto r = m.body.find("reason");
+  return std::make_pair(s->get<int>(), r != m.body.end() && r->is_string() ? r->get<std::string>() : std::string());
+}
+
+int Worker::reap() {
+  if (reaped_) return -1;
+  int st = 0;
+  while (waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
+  }
+  reaped_ = true;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+Result<std::unique_ptr<Worker>> WorkerPool::spawn(const std::string& bin, const std::string& template_dir) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return sys_err("worker: socketpair");
+  UniqueFd parent(sv[0]), child(sv[1]);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, child.get(), kWorkerControlFd);  // dup2 clears CLOEXEC
+  std::vector<std::string> args = {bin, "__worker", template_dir};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid;
+  int rc = posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    errno = rc;
+    return sys_err("worker: starting {}", bin);
+  }
+  child.reset();
+  std::unique_ptr<Worker> w(new Worker(pid, std::move(parent)));
+  VIC_ASSIGN(Message m, recv_message(w->control(), "a new worker"));
+  if (!m.body.contains("ready")) {
+    auto e = m.body.find("error");
+    return err("worker for {}: {}", template_dir,
+               e != m.body.end() && e->is_string() ? e->get<std::string>() : std::string("not ready"));
+  }
+  return w;
+}
+
+WorkerPool::WorkerPool(std::string bin, size_t ready_per_template)
+    : bin_(std::move(bin)), target_(ready_per_template), refiller_([this] { refill(); }) {}
+
+WorkerPool::~WorkerPool() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  refiller_.join();
+}
+
+void WorkerPool::warm(const std::string& template_dir) {
+  {
+    std::lock_guard lock(mu_);
+    ready_[template_dir];
+  }
+  cv_.notify_all();
+}
+
+size_t WorkerPool::ready(const std::string& template_dir) const {
+  std::lock_guard lock(mu_);
+  auto it = ready_.find(template_dir);
+  return it == ready_.end() ? 0 : it->second.size();
+}
+
+Result<std::unique_ptr<Worker>> WorkerPool::acquire(const std::string& template_dir) {
+  {
+    std::lock_guard lock(mu_);
+    auto& q = ready_[template_dir];
+    if (!q.empty()) {
+      auto w = std::move(q.front());
+      q.pop_front();
+      cv_.notify_all();
+      return w;
+    }
+  }
+  cv_.notify_all();
+  return spawn(bin_, template_dir);  // none ready: pay for one now
+}
+
+void WorkerPool::refill() {
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    std::string need;
+    for (auto& [dir, q] : ready_)
+      if (q.size() < target_) need = dir;
+    if (need.empty()) {
+      cv_.wait(lock);
+      continue;
+    }
+    lock.unlock();
+    auto w = spawn(bin_, need);
+    lock.lock();
+    if (w) {
+      ready_[need].push_back(std::move(*w));
+    } else {
+      // A template that cannot start workers (removed, broken): stop trying
+      // until someone asks again; acquire() reports the error itself.
+      ready_.erase(need);
+    }
+  }
+  ready_.clear();  // idle workers are killed with their handles
+}
+
+}  // namespace vicvmm::serve

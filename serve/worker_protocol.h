@@ -1,0 +1,53 @@
+// The conversation between `vicvmm serve` and a container's worker process
+// (one process per container VM: a fault in one VMM never reaches serve or
+// another container). A SOCK_SEQPACKET socketpair keeps message boundaries
+// and carries file descriptors; every message is one JSON object.
+//
+//   worker -> serve  {"ready": true}                      the VM shell is built
+//   serve  -> worker {"start": ContainerSpec} + [log fd]  run the container
+//   worker -> serve  {"started": true, "pid": N}          its vCPU runs
+//   worker -> serve  {"exit": status, "reason": "..."}    it stopped
+// The worker then exits with the container's status (0-255), so serve (or
+// anyone after a restart of serve) can also learn it from the exit file
+// the worker writes next to the log.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vmm/result.h"
+#include "vmm/unique_fd.h"
+
+namespace vicvmm::serve {
+
+struct ContainerSpec {
+  std::string id;  // 64 hex digits
+  std::vector<std::string> argv, env;
+  std::string workdir, user, hostname;
+  std::string image_disk;  // non-empty: attach into the base template's empty slot
+  std::vector<std::string> publish;  // "[HOSTIP:]HOSTPORT:GUESTPORT[/proto]"
+  bool tty = false;        // output not framed (docker's TTY mode)
+  std::string exit_file;   // where the worker records the exit status
+  uint32_t clone_id = 0;
+};
+
+nlohmann::json to_json(const ContainerSpec& s);
+Result<ContainerSpec> spec_from_json(const nlohmann::json& j);
+
+// One message (a JSON object) with up to 4 file descriptors.
+Result<> send_message(int sock, const nlohmann::json& msg, const std::vector<int>& fds = {});
+struct Message {
+  nlohmann::json body;
+  std::vector<UniqueFd> fds;
+};
+// Blocks for the next message; an orderly close of the peer is an error
+// naming the peer ("the worker closed its control socket").
+Result<Message> recv_message(int sock, const char* peer);
+
+// Docker's stream framing for non-TTY output: [stream, 0, 0, 0, size BE32] + bytes.
+std::string frame(uint8_t stream, std::string_view bytes);
+
+}  // namespace vicvmm::serve
