@@ -9,10 +9,13 @@
 
 namespace vicvmm::serve {
 
+class ContainerManager;
+
 struct Context {
   image::Store* store = nullptr;  // outlives the router
   std::string templates_dir;      // templates here keep their images from removal
   std::string version;            // vicvmm's own
+  ContainerManager* containers = nullptr;  // null: no containers (no base template)
 };
 
 void add_system_routes(Router& r, const Context& ctx);

@@ -1,13 +1,392 @@
-// /containers: none exist until containers run as VMs (issue 10's VM side),
-// so the list is honestly empty and everything else is left to the router's
-// 501 "vicvmm does not implement ...".
+// /containers: every container a VM of its own (containers.h), driven by the
+// docker CLI: create, start, attach (hijacked), wait (headers at once, body
+// at exit), logs [-f], ps, inspect, stop, kill, rm and stats.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <boost/asio/redirect_error.hpp>
+
+#include "serve/containers.h"
 #include "serve/routes.h"
 
 namespace vicvmm::serve {
 
-void add_container_routes(Router& r, const Context&) {
-  r.add(http::verb::get, "/containers/json", [](Request&, Connection&) -> asio::awaitable<Response> {
-    co_return json_response(nlohmann::json::array());
+using nlohmann::json;
+
+namespace {
+
+constexpr auto kPoll = std::chrono::milliseconds(20);
+
+Response api_error(const Error& e) {
+  unsigned status = e.sys_errno == ENOENT ? 404 : e.sys_errno == EEXIST || e.sys_errno == EBUSY ? 409
+                  : e.sys_errno == EINVAL                                   ? 400
+                                                                            : 500;
+  return error_response(status, e.message);
+}
+
+asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  t.expires_after(d);
+  boost::system::error_code ec;
+  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+std::string rfc3339(uint64_t ns) {
+  if (ns == 0) return "0001-01-01T00:00:00Z";
+  time_t s = static_cast<time_t>(ns / 1'000'000'000ull);
+  tm t{};
+  gmtime_r(&s, &t);
+  char buf[64];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &t);
+  return fmt::format("{}.{:09d}Z", buf, ns % 1'000'000'000ull);
+}
+
+uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+std::string human_duration(uint64_t ns) {
+  uint64_t s = ns / 1'000'000'000ull;
+  if (s < 1) return "Less than a second";
+  if (s < 60) return fmt::format("{} seconds", s);
+  if (s < 3600) return s < 120 ? "About a minute" : fmt::format("{} minutes", s / 60);
+  return s < 7200 ? "About an hour" : fmt::format("{} hours", s / 3600);
+}
+
+std::string status_text(const Container& c) {
+  if (c.state == "running") return "Up " + human_duration(now_ns() - c.started_ns);
+  if (c.state == "exited")
+    return fmt::format("Exited ({}) {} ago", c.exit_code, human_duration(now_ns() - c.finished_ns));
+  return c.state == "starting" ? "Starting" : "Created";
+}
+
+std::string command_text(const Container& c) {
+  std::string s;
+  for (const auto& a : c.spec.argv) s += (s.empty() ? "" : " ") + a;
+  return s;
+}
+
+json ports_list(const Container& c) {
+  json a = json::array();
+  for (const auto& p : c.ports)
+    a.push_back({{"IP", p.host_ip}, {"PrivatePort", p.guest_port}, {"PublicPort", p.host_port},
+                 {"Type", p.udp ? "udp" : "tcp"}});
+  return a;
+}
+
+json summary(const Container& c) {
+  return {{"Id", c.id},
+          {"Names", {"/" + c.name}},
+          {"Image", c.image_ref},
+          {"ImageID", "sha256:" + c.image_id},
+          {"Command", command_text(c)},
+          {"Created", c.created_ns / 1'000'000'000ull},
+          {"Ports", ports_list(c)},
+          {"Labels", json::object()},
+          {"State", c.state == "starting" ? "created" : c.state},
+          {"Status", status_text(c)},
+          {"HostConfig", {{"NetworkMode", "default"}}},
+          {"NetworkSettings", {{"Networks", json::object()}}},
+          {"Mounts", json::array()}};
+}
+
+json inspect(const Container& c) {
+  json ports = json::object();
+  json bindings = json::object();
+  for (const auto& p : c.ports) {
+    std::string key = fmt::format("{}/{}", p.guest_port, p.udp ? "udp" : "tcp");
+    json b = {{"HostIp", p.host_ip}, {"HostPort", std::to_string(p.host_port)}};
+    ports[key].push_back(b);
+    bindings[key].push_back(b);
+  }
+  json config = c.config;
+  config["Hostname"] = c.spec.hostname;
+  config["Env"] = c.spec.env;
+  config["WorkingDir"] = c.spec.workdir;
+  config["User"] = c.spec.user;
+  config["Tty"] = c.spec.tty;
+  if (!config.contains("Cmd")) config["Cmd"] = nullptr;
+  config.erase("HostConfig");
+  const bool running = c.state == "running";
+  json path = c.spec.argv.empty() ? json("") : json(c.spec.argv.front());
+  json args = json::array();
+  for (size_t i = 1; i < c.spec.argv.size(); ++i) args.push_back(c.spec.argv[i]);
+  return {{"Id", c.id},
+          {"Created", rfc3339(c.created_ns)},
+          {"Path", path},
+          {"Args", args},
+          {"State",
+           {{"Status", c.state == "starting" ? "created" : c.state},
+            {"Running", running},
+            {"Paused", false},
+            {"Restarting", false},
+            {"OOMKilled", false},
+            {"Dead", false},
+            {"Pid", running ? c.pid : 0},
+            {"ExitCode", c.exit_code},
+            {"Error", c.error},
+            {"StartedAt", rfc3339(c.started_ns)},
+            {"FinishedAt", rfc3339(c.finished_ns)}}},
+          {"Image", "sha256:" + c.image_id},
+          {"Name", "/" + c.name},
+          {"RestartCount", 0},
+          {"Driver", "erofs"},
+          {"Platform", "linux"},
+          {"HostConfig", {{"AutoRemove", c.auto_remove}, {"PortBindings", bindings}, {"NetworkMode", "default"}}},
+          {"Config", config},
+          {"NetworkSettings", {{"Ports", ports}, {"IPAddress", "10.0.2.15"}, {"Networks", json::object()}}},
+          {"Mounts", json::array()},
+          {"VicVmm", {{"Runtime", "vicvmm: a KVM microVM per container"}, {"ImageDisk", c.spec.image_disk}}}};
+}
+
+// Bytes [offset, end) of the log now; the offset moves past what was read.
+std::string read_more(const std::string& path, uint64_t& offset) {
+  std::string out;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = pread(fd.get(), buf, sizeof buf, static_cast<off_t>(offset));
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+    if (out.size() >= (1u << 20)) break;  // stream in pieces
+  }
+  return out;
+}
+
+// Keeps whole frames of the wanted streams (non-TTY logs); a partial frame
+// at the end waits in `carry` for the rest.
+std::string filter_frames(std::string& carry, std::string more, bool want_out, bool want_err) {
+  carry += more;
+  std::string out;
+  size_t pos = 0;
+  while (carry.size() - pos >= 8) {
+    uint32_t n = (static_cast<uint32_t>(static_cast<uint8_t>(carry[pos + 4])) << 24) |
+                 (static_cast<uint32_t>(static_cast<uint8_t>(carry[pos + 5])) << 16) |
+                 (static_cast<uint32_t>(static_cast<uint8_t>(carry[pos + 6])) << 8) |
+                 static_cast<uint32_t>(static_cast<uint8_t>(carry[pos + 7]));
+    if (carry.size() - pos - 8 < n) break;
+    bool is_err = carry[pos] == 2;
+    if (is_err ? want_err : want_out) out.append(carry, pos, 8 + n);
+    pos += 8 + n;
+  }
+  carry.erase(0, pos);
+  return out;
+}
+
+// Removed, or stopped after `since` (or already stopped then): a stream
+// that follows its output can end.
+bool stopped_since(const ContainerManager& m, const std::string& id, uint64_t since, bool was_exited) {
+  auto c = m.get(id);
+  return !c || (c->state == "exited" && (was_exited || c->finished_ns >= since));
+}
+
+}  // namespace
+
+void add_container_routes(Router& r, const Context& ctx) {
+  ContainerManager* m = ctx.containers;
+  if (!m) {  // serve without a base template: an honest empty list
+    r.add(http::verb::get, "/containers/json", [](Request&, Connection&) -> asio::awaitable<Response> {
+      co_return json_response(json::array());
+    });
+    return;
+  }
+
+  r.add(http::verb::get, "/containers/json", [m](Request& req, Connection&) -> asio::awaitable<Response> {
+    const bool all = query_flag(req, "all");
+    json out = json::array();
+    for (const auto& c : m->list())
+      if (all || c.state == "running") out.push_back(summary(c));
+    co_return json_response(out);
+  });
+
+  r.add(http::verb::post, "/containers/create", [m](Request& req, Connection& conn) -> asio::awaitable<Response> {
+    json body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object()) co_return error_response(400, "the request body is not a JSON object");
+    std::string name = req.query.count("name") ? req.query["name"] : "";
+    auto job = [m, body, name] { return m->create(body, name); };
+    auto id = co_await conn.blocking(job);
+    if (!id) co_return api_error(id.error());
+    co_return json_response(json{{"Id", *id}, {"Warnings", json::array()}}, 201);
+  });
+
+  r.add(http::verb::post, "/containers/{id}/start", [m](Request& req, Connection& conn) -> asio::awaitable<Response> {
+    std::string ref = req.params["id"];
+    auto before = m->get(ref);
+    if (!before) co_return api_error(before.error());
+    if (before->state == "running") co_return Response{304, "text/plain", "", {}};
+    auto job = [m, ref] { return m->start(ref); };
+    auto started = co_await conn.blocking(job);
+    if (!started) co_return api_error(started.error());
+    co_return Response{204, "text/plain", "", {}};
+  });
+
+  r.add(http::verb::post, "/containers/{id}/wait", [m](Request& req, Connection& conn) -> asio::awaitable<Response> {
+    auto c = m->get(req.params["id"]);
+    if (!c) co_return api_error(c.error());
+    const std::string id = c->id;
+    const std::string condition = req.query.count("condition") ? req.query["condition"] : "not-running";
+    const uint64_t asked = now_ns();
+    // Headers now: `docker run` starts the container only once it has them.
+    if (!co_await conn.begin_stream(200, "application/json")) co_return Response{};
+    int code = c->exit_code;
+    std::string error;
+    for (;;) {
+      auto now = m->get(id);
+      if (!now) {
+        if (condition == "removed") break;  // gone: what we saw last is its status
+        error = "the container was removed";
+        break;
+      }
+      code = now->exit_code;
+      error = now->error;
+      const bool stopped = now->state == "exited" || now->state == "created";
+      if (condition == "not-running" && stopped && now->state != "starting") break;
+      if (condition == "next-exit" && now->state == "exited" && now->finished_ns >= asked) break;
+      co_await sleep_for(kPoll);
+    }
+    json result = {{"StatusCode", code}, {"Error", error.empty() ? json(nullptr) : json{{"Message", error}}}};
+    std::string text = result.dump() + "\n";
+    co_await conn.write(text);
+    co_return Response{};
+  });
+
+  // Output from now on, until the container stops: the raw stream docker
+  // expects (framed unless the container has a TTY). Input from the client
+  // is not read: clones have no stdin yet (`-i` gets EOF), and a client's
+  // half-close never ends the output.
+  r.add(http::verb::post, "/containers/{id}/attach", [m](Request& req, Connection& conn) -> asio::awaitable<Response> {
+    auto c = m->get(req.params["id"]);
+    if (!c) co_return api_error(c.error());
+    const std::string id = c->id, path = m->log_path(id);
+    const bool want_out = query_flag(req, "stdout"), want_err = query_flag(req, "stderr");
+    const uint64_t since = now_ns();
+    const bool was_exited = c->state == "exited";
+    uint64_t offset = 0;
+    if (c->state == "running" || was_exited) read_more(path, offset);  // only what comes next
+    auto hijacked = co_await conn.hijack("application/vnd.docker.raw-stream");
+    if (!hijacked) co_return Response{};
+    Socket& sock = hijacked->socket;
+    std::string carry;
+    for (;;) {
+      // The state first: the worker completes the log before it records
+      // the exit, so once we see the exit, one more read has everything.
+      const bool over = stopped_since(*m, id, since, was_exited);
+      std::string more = read_more(path, offset);
+      std::string out = c->spec.tty ? more : filter_frames(carry, more, want_out, want_err);
+      if (!out.empty()) {
+        boost::system::error_code ec;
+        co_await asio::async_write(sock, asio::buffer(out), asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) break;  // the client went away
+      }
+      if (more.empty()) {
+        if (over) break;
+        co_await sleep_for(kPoll);
+      }
+    }
+    boost::system::error_code ec;
+    sock.shutdown(asio::socket_base::shutdown_both, ec);
+    co_return Response{};
+  });
+
+  r.add(http::verb::get, "/containers/{id}/logs", [m](Request& req, Connection& conn) -> asio::awaitable<Response> {
+    auto c = m->get(req.params["id"]);
+    if (!c) co_return api_error(c.error());
+    const std::string id = c->id, path = m->log_path(id);
+    const bool follow = query_flag(req, "follow");
+    const bool want_out = query_flag(req, "stdout"), want_err = query_flag(req, "stderr");
+    if (!want_out && !want_err) co_return error_response(400, "You must choose at least one stream");
+    if (!co_await conn.begin_stream(200, "application/vnd.docker.raw-stream")) co_return Response{};
+    const uint64_t since = now_ns();
+    const bool was_exited = c->state == "exited";
+    uint64_t offset = 0;
+    std::string carry;
+    for (;;) {
+      const bool done = !follow || stopped_since(*m, id, since, was_exited);
+      std::string more = read_more(path, offset);
+      std::string out = c->spec.tty ? more : filter_frames(carry, more, want_out, want_err);
+      if (!out.empty() && !co_await conn.write(out)) co_return Response{};
+      if (more.empty()) {
+        if (done) break;
+        co_await sleep_for(kPoll);
+      }
+    }
+    co_return Response{};
+  });
+
+  r.add(http::verb::get, "/containers/{id}/json", [m](Request& req, Connection&) -> asio::awaitable<Response> {
+    auto c = m->get(req.params["id"]);
+    if (!c) co_return api_error(c.error());
+    co_return json_response(inspect(*c));
+  });
+
+  r.add(http::verb::post, "/containers/{id}/stop", [m](Request& req, Connection& conn) -> asio::awaitable<Response> {
+    std::string ref = req.params["id"];
+    auto c = m->get(ref);
+    if (!c) co_return api_error(c.error());
+    if (c->state != "running") co_return Response{304, "text/plain", "", {}};
+    int grace = 10;
+    if (req.query.count("t")) grace = std::atoi(req.query["t"].c_str());
+    auto job = [m, ref, grace] { return m->stop(ref, std::chrono::seconds(std::clamp(grace, 0, 600))); };
+    auto stopped = co_await conn.blocking(job);
+    if (!stopped) co_return api_error(stopped.error());
+    co_return Response{204, "text/plain", "", {}};
+  });
+
+  r.add(http::verb::post, "/containers/{id}/kill", [m](Request& req, Connection&) -> asio::awaitable<Response> {
+    std::string sig = req.query.count("signal") ? req.query["signal"] : "SIGKILL";
+    int signal = sig == "SIGKILL" || sig == "KILL" || sig == "9" ? SIGKILL : SIGTERM;
+    auto killed = m->kill(req.params["id"], signal);
+    if (!killed) co_return api_error(killed.error());
+    co_return Response{204, "text/plain", "", {}};
+  });
+
+  r.add(http::verb::delete_, "/containers/{id}", [m](Request& req, Connection& conn) -> asio::awaitable<Response> {
+    std::string ref = req.params["id"];
+    bool force = query_flag(req, "force");
+    auto job = [m, ref, force] { return m->remove(ref, force); };
+    auto removed = co_await conn.blocking(job);
+    if (!removed) co_return api_error(removed.error());
+    co_return Response{204, "text/plain", "", {}};
+  });
+
+  // docker stats --no-stream: memory is the container VMM's private memory
+  // (pages its VM wrote, not those it still shares with the template).
+  r.add(http::verb::get, "/containers/{id}/stats", [m](Request& req, Connection&) -> asio::awaitable<Response> {
+    auto c = m->get(req.params["id"]);
+    if (!c) co_return api_error(c.error());
+    uint64_t mem = c->state == "running" ? ContainerManager::private_bytes(c->pid) : 0;
+    uint64_t cpu_ns = 0;
+    if (c->state == "running") {
+      // utime + stime of the VMM process (all its threads), in clock ticks.
+      std::string stat_path = fmt::format("/proc/{}/stat", c->pid);
+      UniqueFd fd(::open(stat_path.c_str(), O_RDONLY | O_CLOEXEC));
+      char buf[1024] = {};
+      if (fd && ::read(fd.get(), buf, sizeof buf - 1) > 0) {
+        const char* p = strrchr(buf, ')');
+        unsigned long utime = 0, stime = 0;
+        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) == 2)
+          cpu_ns = (utime + stime) * (1'000'000'000ull / static_cast<uint64_t>(sysconf(_SC_CLK_TCK)));
+      }
+    }
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    json j = {{"read", rfc3339(now_ns())},
+              {"preread", "0001-01-01T00:00:00Z"},
+              {"id", c->id},
+              {"name", "/" + c->name},
+              {"pids_stats", {{"current", c->state == "running" ? 1 : 0}}},
+              {"memory_stats", {{"usage", mem}, {"limit", static_cast<uint64_t>(pages) * static_cast<uint64_t>(page)},
+                                {"stats", json::object()}}},
+              {"cpu_stats", {{"cpu_usage", {{"total_usage", cpu_ns}}}, {"system_cpu_usage", now_ns()},
+                             {"online_cpus", sysconf(_SC_NPROCESSORS_ONLN)}}},
+              {"precpu_stats", {{"cpu_usage", {{"total_usage", 0}}}, {"system_cpu_usage", 0}}},
+              {"networks", json::object()},
+              {"blkio_stats", json::object()}};
+    co_return json_response(j);
   });
 }
 

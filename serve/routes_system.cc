@@ -7,6 +7,7 @@
 #include <ctime>
 #include <fstream>
 
+#include "serve/containers.h"
 #include "serve/routes.h"
 
 namespace vicvmm::serve {
@@ -104,10 +105,10 @@ void add_system_routes(Router& r, const Context& ctx) {
     nlohmann::json empty_list = nlohmann::json::array();
     co_return json_response({
         {"ID", ""},
-        {"Containers", 0},
-        {"ContainersRunning", 0},
+        {"Containers", ctx.containers ? ctx.containers->count("") : 0},
+        {"ContainersRunning", ctx.containers ? ctx.containers->count("running") : 0},
         {"ContainersPaused", 0},
-        {"ContainersStopped", 0},
+        {"ContainersStopped", ctx.containers ? ctx.containers->count("exited") : 0},
         {"Images", *images},
         {"Driver", "erofs"},
         {"DriverStatus", nlohmann::json::array({nlohmann::json::array({"Store", store->root()})})},

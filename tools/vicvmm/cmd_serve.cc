@@ -3,9 +3,15 @@
 #include <cstdio>
 
 #include "image/store.h"
+#include <climits>
+#include <unistd.h>
+
+#include "serve/containers.h"
 #include "serve/http_server.h"
+#include "serve/worker_pool.h"
 #include "serve/routes.h"
 #include "tools/vicvmm/commands.h"
+#include "tools/vicvmm/image_ref.h"
 #include "tools/vicvmm/options.h"
 
 #ifndef VICVMM_VERSION
@@ -35,8 +41,27 @@ int cmd_serve(const ServeOptions& o) {
   so.max_spool_bytes = image::Limits{}.max_unpacked_bytes;  // no input may unpack to more anyway
   so.headers = serve::docker_headers(VICVMM_VERSION);
 
+  // Containers are clones of the base template (the default guest with an
+  // empty disk slot), each in a worker process of its own.
+  std::unique_ptr<serve::WorkerPool> workers;
+  std::unique_ptr<serve::ContainerManager> containers;
+  if (o.containers) {
+    auto base = ensure_base_template();
+    if (!base) return fail("containers: " + base.error().message);
+    auto base_dir = template_path(*base);
+    if (!base_dir) return fail(base_dir.error().message);
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return fail("containers: cannot find this program's path (/proc/self/exe)");
+    self[n] = '\0';
+    workers = std::make_unique<serve::WorkerPool>(self, o.ready_workers);
+    auto m = serve::ContainerManager::open(state_dir() + "/containers", *store, *workers, *base_dir);
+    if (!m) return fail(m.error().message);
+    containers = std::move(*m);
+  }
+
   serve::Router router;
-  serve::add_docker_routes(router, serve::Context{&*store, templates_dir(), VICVMM_VERSION});
+  serve::add_docker_routes(router, serve::Context{&*store, templates_dir(), VICVMM_VERSION, containers.get()});
   auto server = serve::Server::create(so, router);
   if (!server) return fail(server.error().message);
   fmt::print(stderr, "vicvmm serve: Docker API {} on {}{}{}\n", serve::kApiVersion,
@@ -45,6 +70,8 @@ int cmd_serve(const ServeOptions& o) {
   std::fflush(stderr);
   auto r = (*server)->run(true);
   server->reset();  // joins the pool, removes the socket file
+  containers.reset();  // running containers carry on; a restarted serve re-adopts them
+  workers.reset();     // idle workers are stopped
   if (!r) return fail(r.error().message);
   fmt::print(stderr, "vicvmm serve: stopped\n");
   return 0;

@@ -98,6 +98,8 @@ struct ServeOptions {
   std::string group;     // chown the socket to this group (mode 0660)
   std::string http;      // "127.0.0.1:PORT": also listen on loopback TCP
   std::string max_body;  // cap on JSON request bodies ("" = 64M)
+  bool containers = true;      // run containers (needs the default guest and /dev/kvm)
+  unsigned ready_workers = 2;  // container VMs kept ready (pre-forked workers)
 };
 int cmd_serve(const ServeOptions& o);
 

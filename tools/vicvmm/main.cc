@@ -210,6 +210,10 @@ int real_main(int argc, char** argv) {
   serve_cmd->add_option("--group", serve.group, "Group that may use the socket (mode 0660)");
   serve_cmd->add_option("--http", serve.http, "Also listen on this loopback TCP address, e.g. 127.0.0.1:2375");
   serve_cmd->add_option("--max-body", serve.max_body, "Largest JSON request body (default 64M)");
+  serve_cmd->add_option("--ready", serve.ready_workers, "Container VMs kept ready, each in its own process")
+      ->capture_default_str();
+  bool no_containers = false;
+  serve_cmd->add_flag("--no-containers", no_containers, "Images only: no base template, no container VMs");
 
   auto* version_cmd = app.add_subcommand("version", "Print the vicvmm version");
 
@@ -274,7 +278,10 @@ int real_main(int argc, char** argv) {
   if (*irm_cmd) return cmd_image_rm(image_ref);
   if (*itag_cmd) return cmd_image_tag(image_ref, image_name);
   if (*idisk_cmd) return cmd_image_disk(image_ref);
-  if (*serve_cmd) return cmd_serve(serve);
+  if (*serve_cmd) {
+    serve.containers = !no_containers;
+    return cmd_serve(serve);
+  }
   if (*worker_cmd) return vicvmm::serve::worker_main(vicvmm::serve::kWorkerControlFd, worker_template);
   if (*version_cmd) {
     fmt::print("vicvmm {}\n", VICVMM_VERSION);

@@ -91,11 +91,13 @@ std::string default_initrd() {
   return cache_dir() + "/initrd.cpio";
 }
 
-std::string templates_dir() {
-  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x) return std::string(x) + "/vicvmm/templates";
+std::string state_dir() {
+  if (const char* x = std::getenv("XDG_STATE_HOME"); x && *x) return std::string(x) + "/vicvmm";
   const char* home = std::getenv("HOME");
-  return std::string(home && *home ? home : "/root") + "/.local/state/vicvmm/templates";
+  return std::string(home && *home ? home : "/root") + "/.local/state/vicvmm";
 }
+
+std::string templates_dir() { return state_dir() + "/templates"; }
 
 Result<std::string> template_path(const std::string& name) {
   bool ok = !name.empty() && name.size() <= 64 && name[0] != '.';

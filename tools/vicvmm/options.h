@@ -41,6 +41,8 @@ std::string default_kernel();
 std::string default_initrd();
 
 // Where templates live: ${XDG_STATE_HOME:-$HOME/.local/state}/vicvmm/templates.
+// ${XDG_STATE_HOME:-$HOME/.local/state}/vicvmm: templates, images, containers.
+std::string state_dir();
 std::string templates_dir();
 // templates_dir()/NAME, after checking NAME is [A-Za-z0-9._-]+ without a leading dot.
 Result<std::string> template_path(const std::string& name);

@@ -1,0 +1,463 @@
+#include "serve/containers.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "image/container_spec.h"
+
+namespace vicvmm::serve {
+
+using nlohmann::json;
+
+namespace {
+
+uint64_t realtime_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+tl::unexpected<Error> api_err(int code, std::string message) { return tl::unexpected(Error{std::move(message), code}); }
+
+std::string random_hex(size_t bytes) {
+  std::vector<uint8_t> b(bytes);
+  if (getrandom(b.data(), b.size(), 0) != static_cast<ssize_t>(b.size()))
+    for (auto& x : b) x = static_cast<uint8_t>(realtime_ns() >> 3);
+  std::string s;
+  for (uint8_t x : b) s += fmt::format("{:02x}", x);
+  return s;
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Docker's JSON fields that may be a string, a list or null.
+std::optional<std::vector<std::string>> string_list(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  std::vector<std::string> out;
+  if (it->is_string()) {
+    out.push_back(it->get<std::string>());
+  } else if (it->is_array()) {
+    for (const auto& e : *it)
+      if (e.is_string()) out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+std::string string_field(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+json forwards_json(const std::vector<net::PortForward>& ports) {
+  json a = json::array();
+  for (const auto& p : ports)
+    a.push_back({{"host_ip", p.host_ip}, {"host_port", p.host_port}, {"guest_port", p.guest_port}, {"udp", p.udp}});
+  return a;
+}
+
+json record_json(const Container& c) {
+  return {{"id", c.id},
+          {"name", c.name},
+          {"image_ref", c.image_ref},
+          {"image_id", c.image_id},
+          {"config", c.config},
+          {"auto_remove", c.auto_remove},
+          {"ports", forwards_json(c.ports)},
+          {"spec", to_json(c.spec)},
+          {"state", c.state},
+          {"exit_code", c.exit_code},
+          {"error", c.error},
+          {"created_ns", c.created_ns},
+          {"started_ns", c.started_ns},
+          {"finished_ns", c.finished_ns},
+          {"pid", c.pid}};
+}
+
+Result<Container> record_from_json(const json& j) {
+  if (!j.is_object()) return err("not a JSON object");
+  Container c;
+  try {
+    c.id = j.at("id").get<std::string>();
+    c.name = j.at("name").get<std::string>();
+    c.image_ref = j.at("image_ref").get<std::string>();
+    c.image_id = j.at("image_id").get<std::string>();
+    c.config = j.at("config");
+    c.auto_remove = j.at("auto_remove").get<bool>();
+    for (const auto& p : j.at("ports"))
+      c.ports.push_back({p.at("udp").get<bool>(), p.at("host_ip").get<std::string>(), p.at("host_port").get<uint16_t>(),
+                         p.at("guest_port").get<uint16_t>()});
+    c.state = j.at("state").get<std::string>();
+    c.exit_code = j.at("exit_code").get<int>();
+    c.error = j.at("error").get<std::string>();
+    c.created_ns = j.at("created_ns").get<uint64_t>();
+    c.started_ns = j.at("started_ns").get<uint64_t>();
+    c.finished_ns = j.at("finished_ns").get<uint64_t>();
+    c.pid = j.at("pid").get<pid_t>();
+  } catch (const std::exception& e) {
+    return err("{}", e.what());
+  }
+  VIC_ASSIGN(c.spec, spec_from_json(j.at("spec")));
+  return c;
+}
+
+bool valid_name(const std::string& n) {
+  static const std::regex re("[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}");
+  return std::regex_match(n, re);
+}
+
+// A worker we did not start (serve restarted): alive and still a worker?
+bool is_worker(pid_t pid) {
+  if (pid <= 0 || ::kill(pid, 0) != 0) return false;
+  auto cmdline = read_file(fmt::format("/proc/{}/cmdline", pid));
+  return cmdline && cmdline->find("__worker") != std::string::npos;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ContainerManager>> ContainerManager::open(std::string root, image::Store& store,
+                                                                 WorkerPool& workers, std::string base_template) {
+  std::error_code ec;
+  std::filesystem::create_directories(root, ec);
+  if (ec) return err("containers directory {}: {}", root, ec.message());
+  std::unique_ptr<ContainerManager> m(new ContainerManager(std::move(root), store, workers, std::move(base_template)));
+  m->load_all();
+  m->workers_.warm(m->base_);
+  m->monitor_ = std::thread([p = m.get()] { p->monitor(); });
+  return m;
+}
+
+ContainerManager::~ContainerManager() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (monitor_.joinable()) monitor_.join();
+  // Running workers carry on without us; a restarted serve re-adopts them.
+}
+
+void ContainerManager::load_all() {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(root_, ec)) {
+    const std::string id = e.path().filename();
+    auto text = read_file(e.path().string() + "/config.json");
+    if (!text) continue;  // a create that never finished: nothing to keep
+    auto c = record_from_json(json::parse(*text, nullptr, false));
+    if (!c || c->id != id) {
+      std::fprintf(stderr, "vicvmm serve: container %s: unreadable record, skipped\n", id.c_str());
+      continue;
+    }
+    std::lock_guard lock(mu_);
+    auto& rec = containers_[id] = std::move(*c);
+    if (rec.state == "running" && access(rec.spec.exit_file.c_str(), F_OK) != 0 && !is_worker(rec.pid))
+      finish_locked(rec, 125, "vicvmm serve restarted and the container's VM was gone");
+    // Still running (re-adopted) or finished meanwhile: the monitor sees its exit file.
+  }
+}
+
+Result<std::string> ContainerManager::resolve_locked(const std::string& ref) const {
+  std::string r = ref.starts_with("/") ? ref.substr(1) : ref;
+  if (containers_.count(r)) return r;
+  std::string found;
+  for (const auto& [id, c] : containers_)
+    if (c.name == r) return id;
+  if (r.size() >= 1 && r.find_first_not_of("0123456789abcdef") == std::string::npos)
+    for (const auto& [id, c] : containers_)
+      if (id.starts_with(r)) {
+        if (!found.empty()) return api_err(EINVAL, fmt::format("multiple IDs found with provided prefix: {}", r));
+        found = id;
+      }
+  if (found.empty()) return api_err(ENOENT, fmt::format("No such container: {}", ref));
+  return found;
+}
+
+Result<> ContainerManager::save_locked(const Container& c) const {
+  std::string dir = root_ + "/" + c.id;
+  std::string tmp = dir + "/config.json.tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << record_json(c).dump() << "\n";
+    if (!out.flush()) return sys_err("container {}: writing {}", c.id.substr(0, 12), tmp);
+  }
+  if (::rename(tmp.c_str(), (dir + "/config.json").c_str()) != 0)
+    return sys_err("container {}: renaming its record", c.id.substr(0, 12));
+  return {};
+}
+
+Result<std::string> ContainerManager::create(const json& body, const std::string& name) {
+  if (!body.is_object()) return api_err(EINVAL, "the container configuration is not a JSON object");
+  const std::string ref = string_field(body, "Image");
+  if (ref.empty()) return api_err(EINVAL, "no image given (Image)");
+  if (!name.empty() && !valid_name(name))
+    return api_err(EINVAL, fmt::format("Invalid container name ({}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name));
+  auto img = store_.resolve(ref);
+  if (!img) return api_err(ENOENT, fmt::format("No such image: {}", ref));
+
+  image::Overrides ov;
+  if (auto cmd = string_list(body, "Cmd")) ov.cmd = *cmd;
+  if (auto ep = string_list(body, "Entrypoint")) {
+    if (ep->size() == 1 && ep->front().empty()) ep->clear();  // --entrypoint "": none
+    ov.entrypoint = *ep;
+  }
+  if (auto env = string_list(body, "Env")) ov.env = *env;
+  if (auto w = string_field(body, "WorkingDir"); !w.empty()) ov.workdir = w;
+  if (auto u = string_field(body, "User"); !u.empty()) ov.user = u;
+  auto process = image::process_spec(ref, img->config, ov);
+  if (!process) return api_err(EINVAL, process.error().message);
+
+  Container c;
+  c.id = random_hex(32);
+  c.name = name.empty() ? "vic_" + c.id.substr(0, 10) : name;
+  c.image_ref = ref;
+  c.image_id = img->id;
+  c.config = body;
+  c.created_ns = realtime_ns();
+  const json host_config = body.contains("HostConfig") && body["HostConfig"].is_object() ? body["HostConfig"] : json::object();
+  c.auto_remove = host_config.value("AutoRemove", false);
+  if (auto pb = host_config.find("PortBindings"); pb != host_config.end() && pb->is_object()) {
+    for (const auto& [key, bindings] : pb->items()) {
+      std::string proto = key.find('/') == std::string::npos ? "tcp" : key.substr(key.find('/') + 1);
+      if (!bindings.is_array()) continue;
+      for (const auto& b : bindings) {
+        std::string ip = b.is_object() ? string_field(b, "HostIp") : "";
+        std::string port = b.is_object() ? string_field(b, "HostPort") : "";
+        if (port.empty()) return api_err(EINVAL, fmt::format("port {}: a host port is needed (vicvmm does not pick one)", key));
+        std::string text = fmt::format("{}{}:{}/{}", ip.empty() ? "" : ip + ":", port, key.substr(0, key.find('/')), proto);
+        auto f = net::parse_publish(text);
+        if (!f) return api_err(EINVAL, f.error().message);
+        c.ports.insert(c.ports.end(), f->begin(), f->end());
+        c.spec.publish.push_back(text);
+      }
+    }
+  }
+  std::string hostname = string_field(body, "Hostname");
+  c.spec.id = c.id;
+  c.spec.argv = process->argv;
+  c.spec.env = image::merge_env(process->env, {"HOSTNAME=" + (hostname.empty() ? c.id.substr(0, 12) : hostname)});
+  c.spec.workdir = process->workdir;
+  c.spec.user = process->user;
+  c.spec.hostname = hostname.empty() ? c.id.substr(0, 12) : hostname;
+  c.spec.tty = body.value("Tty", false);
+  c.spec.exit_file = root_ + "/" + c.id + "/exit.json";
+  VIC_ASSIGN(c.spec.image_disk, store_.erofs_disk(*img));  // built on first use of the image
+
+  std::lock_guard lock(mu_);
+  for (const auto& [id, other] : containers_)
+    if (other.name == c.name)
+      return api_err(EEXIST, fmt::format("Conflict. The container name \"/{}\" is already in use by container \"{}\". "
+                                         "You have to remove (or rename) that container to be able to reuse that name.",
+                                         c.name, id));
+  std::error_code ec;
+  std::filesystem::create_directories(root_ + "/" + c.id, ec);
+  if (ec) return err("container {}: {}", c.id.substr(0, 12), ec.message());
+  VIC_TRY(save_locked(c));
+  std::string id = c.id;
+  containers_[id] = std::move(c);
+  return id;
+}
+
+Result<> ContainerManager::start(const std::string& ref) {
+  ContainerSpec spec;
+  std::string id;
+  {
+    std::lock_guard lock(mu_);
+    VIC_ASSIGN(id, resolve_locked(ref));
+    Container& c = containers_[id];
+    if (c.state == "running") return {};  // docker: 304, nothing to do
+    c.state = "starting";  // no second start meanwhile
+    spec = c.spec;
+  }
+  auto fail = [&](const Error& e) -> Result<> {
+    std::lock_guard lock(mu_);
+    if (auto it = containers_.find(id); it != containers_.end()) finish_locked(it->second, 125, e.message);
+    return tl::unexpected(e);
+  };
+  ::unlink(spec.exit_file.c_str());
+  UniqueFd log(::open(log_path(id).c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+  if (!log) return fail(sys_err("container {}: opening its log", id.substr(0, 12)).value());
+  auto worker = workers_.acquire(base_);
+  if (!worker) return fail(worker.error());
+  {
+    std::lock_guard lock(mu_);
+    spec.clone_id = static_cast<uint32_t>(containers_.size());
+  }
+  if (auto r = (*worker)->start(spec, log.get()); !r) {
+    (*worker)->reap();
+    return fail(r.error());
+  }
+  std::lock_guard lock(mu_);
+  Container& c = containers_[id];
+  c.state = "running";
+  c.pid = (*worker)->pid();
+  c.started_ns = realtime_ns();
+  c.finished_ns = 0;
+  c.exit_code = 0;
+  c.error.clear();
+  running_[id] = std::move(*worker);
+  return save_locked(c);
+}
+
+void ContainerManager::finish_locked(Container& c, int status, const std::string& reason) {
+  c.state = "exited";
+  c.exit_code = status;
+  c.error = reason;
+  c.finished_ns = realtime_ns();
+  c.pid = 0;
+  (void)save_locked(c);
+  cv_.notify_all();
+}
+
+void ContainerManager::remove_files(const std::string& id) {
+  std::error_code ec;
+  std::filesystem::remove_all(root_ + "/" + id, ec);
+}
+
+void ContainerManager::monitor() {
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    cv_.wait_for(lock, std::chrono::milliseconds(50));
+    std::vector<std::string> auto_removed;
+    for (auto& [id, c] : containers_) {
+      if (c.state != "running") continue;
+      auto text = read_file(c.spec.exit_file);
+      auto own = running_.find(id);
+      int status = -1;
+      bool reaped = false;
+      std::string reason;
+      if (text) {
+        json j = json::parse(*text, nullptr, false);
+        status = j.is_object() ? j.value("status", 125) : 125;
+        reason = j.is_object() ? j.value("reason", std::string()) : std::string();
+      } else if (own != running_.end()) {
+        int st = 0;
+        pid_t r = waitpid(own->second->pid(), &st, WNOHANG);
+        if (r == own->second->pid()) {
+          // Gone without an exit file: killed (docker kill) or crashed.
+          status = WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 125;
+          reason = WIFSIGNALED(st) ? fmt::format("the container's VMM was killed by signal {}", WTERMSIG(st))
+                                   : "the container's VMM exited without a status";
+          reaped = true;  // here: nothing left for its handle to reap
+        }
+      } else if (!is_worker(c.pid)) {
+        status = 125;
+        reason = "the container's VMM went away without a status";
+      }
+      if (status < 0) continue;
+      if (own != running_.end()) {
+        if (!reaped) own->second->reap();
+        running_.erase(own);
+      }
+      finish_locked(c, status, reason);
+      if (c.auto_remove) auto_removed.push_back(id);
+    }
+    for (const auto& id : auto_removed) {
+      containers_.erase(id);
+      remove_files(id);
+    }
+    if (!auto_removed.empty()) cv_.notify_all();
+  }
+}
+
+Result<> ContainerManager::kill(const std::string& ref, int signal) {
+  std::lock_guard lock(mu_);
+  VIC_ASSIGN(std::string id, resolve_locked(ref));
+  const Container& c = containers_[id];
+  if (c.state != "running") return api_err(EBUSY, fmt::format("Container {} is not running", id));
+  // The VM is the container: any signal but SIGKILL asks the VMM to stop it.
+  if (::kill(c.pid, signal == SIGKILL ? SIGKILL : SIGTERM) != 0) return sys_err("container {}: kill", id.substr(0, 12));
+  return {};
+}
+
+Result<> ContainerManager::stop(const std::string& ref, std::chrono::seconds grace) {
+  std::unique_lock lock(mu_);
+  VIC_ASSIGN(std::string id, resolve_locked(ref));
+  auto running = [&] {
+    auto it = containers_.find(id);
+    return it != containers_.end() && it->second.state == "running";
+  };
+  if (!running()) return {};
+  ::kill(containers_[id].pid, SIGTERM);
+  if (!cv_.wait_for(lock, grace, [&] { return !running(); })) {
+    if (running()) ::kill(containers_[id].pid, SIGKILL);
+    cv_.wait_for(lock, std::chrono::seconds(10), [&] { return !running(); });
+  }
+  return {};
+}
+
+Result<> ContainerManager::remove(const std::string& ref, bool force) {
+  std::unique_lock lock(mu_);
+  VIC_ASSIGN(std::string id, resolve_locked(ref));
+  auto gone_or_stopped = [&] {
+    auto it = containers_.find(id);
+    return it == containers_.end() || it->second.state != "running";
+  };
+  if (!gone_or_stopped()) {
+    if (!force)
+      return api_err(EBUSY, fmt::format("You cannot remove a running container {}. Stop the container before attempting "
+                                        "removal or force remove",
+                                        id));
+    ::kill(containers_[id].pid, SIGKILL);
+    cv_.wait_for(lock, std::chrono::seconds(10), gone_or_stopped);
+  }
+  if (containers_.count(id) && containers_[id].state == "starting")
+    return api_err(EBUSY, fmt::format("container {} is starting", id));
+  containers_.erase(id);
+  remove_files(id);
+  return {};
+}
+
+Result<Container> ContainerManager::get(const std::string& ref) const {
+  std::lock_guard lock(mu_);
+  VIC_ASSIGN(std::string id, resolve_locked(ref));
+  return containers_.at(id);
+}
+
+bool ContainerManager::exists(const std::string& id) const {
+  std::lock_guard lock(mu_);
+  return containers_.count(id) != 0;
+}
+
+std::vector<Container> ContainerManager::list() const {
+  std::lock_guard lock(mu_);
+  std::vector<Container> out;
+  for (const auto& [id, c] : containers_) out.push_back(c);
+  std::sort(out.begin(), out.end(), [](const Container& a, const Container& b) { return a.created_ns > b.created_ns; });
+  return out;
+}
+
+size_t ContainerManager::count(const std::string& state) const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [id, c] : containers_) n += state.empty() || c.state == state;
+  return n;
+}
+
+uint64_t ContainerManager::private_bytes(pid_t pid) {
+  auto text = read_file(fmt::format("/proc/{}/smaps_rollup", pid));
+  if (!text) return 0;
+  uint64_t kib = 0;
+  std::istringstream in(*text);
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with("Private_Dirty:") || line.starts_with("Private_Clean:"))
+      kib += std::strtoull(line.c_str() + line.find(':') + 1, nullptr, 10);
+  return kib * 1024;
+}
+
+}  // namespace vicvmm::serve

@@ -1,0 +1,98 @@
+// The containers of `vicvmm serve`: each a VM in a worker process of its
+// own (worker.h), cloned from the base template with its image's disk
+// attached at start. Records, logs and exit statuses live on disk under
+// <state>/vicvmm/containers/<id>/ (config.json, log, exit.json), so a
+// restart of serve loses none: a container that was running is re-adopted
+// when its worker still runs, or reported exited with the reason.
+//
+// Errors carry an errno that says what the API answers: ENOENT 404,
+// EEXIST/EBUSY 409, EINVAL 400, anything else 500.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "image/store.h"
+#include "serve/worker_pool.h"
+#include "vmm/net/slirp_backend.h"
+#include "vmm/result.h"
+
+namespace vicvmm::serve {
+
+struct Container {
+  std::string id;    // 64 hex digits
+  std::string name;  // without docker's leading "/"
+  std::string image_ref, image_id;
+  nlohmann::json config;  // docker's Config object, as created (for inspect)
+  bool auto_remove = false;
+  std::vector<net::PortForward> ports;
+  ContainerSpec spec;
+  std::string state = "created";  // created | running | exited
+  int exit_code = 0;
+  std::string error;  // why it stopped, when not by its own exit
+  uint64_t created_ns = 0, started_ns = 0, finished_ns = 0;  // CLOCK_REALTIME
+  pid_t pid = 0;      // the worker process while running
+};
+
+class ContainerManager {
+ public:
+  // `root`: the containers' directory; `base_template`: the template every
+  // container is cloned from (booted with an empty disk slot).
+  static Result<std::unique_ptr<ContainerManager>> open(std::string root, image::Store& store, WorkerPool& workers,
+                                                        std::string base_template);
+  ~ContainerManager();
+
+  // POST /containers/create: docker's body; `name` may be empty.
+  Result<std::string> create(const nlohmann::json& body, const std::string& name);
+  Result<> start(const std::string& ref);
+  // SIGTERM then, after `grace`, SIGKILL to the container's VMM (the VM stops).
+  Result<> stop(const std::string& ref, std::chrono::seconds grace);
+  Result<> kill(const std::string& ref, int signal);
+  Result<> remove(const std::string& ref, bool force);
+
+  // By full id, unique id prefix or name.
+  Result<Container> get(const std::string& ref) const;
+  std::vector<Container> list() const;
+  std::string log_path(const std::string& id) const { return root_ + "/" + id + "/log"; }
+  // False once the container is gone (removed).
+  bool exists(const std::string& id) const;
+  size_t count(const std::string& state) const;
+
+  // Host memory of a running container's VMM process: private bytes (pages
+  // the VM wrote and the VMM's own), from /proc/PID/smaps_rollup.
+  static uint64_t private_bytes(pid_t pid);
+
+ private:
+  ContainerManager(std::string root, image::Store& store, WorkerPool& workers, std::string base)
+      : root_(std::move(root)), store_(store), workers_(workers), base_(std::move(base)) {}
+  Result<std::string> resolve_locked(const std::string& ref) const;
+  Result<> save_locked(const Container& c) const;
+  void load_all();
+  void monitor();
+  void finish_locked(Container& c, int status, const std::string& reason);
+  void remove_files(const std::string& id);
+
+  std::string root_;
+  image::Store& store_;
+  WorkerPool& workers_;
+  std::string base_;
+  mutable std::mutex mu_;
+  std::map<std::string, Container> containers_;
+  std::map<std::string, std::unique_ptr<Worker>> running_;  // our own workers, by container id
+  bool stop_ = false;
+  std::condition_variable cv_;
+  std::thread monitor_;
+};
+
+}  // namespace vicvmm::serve
