@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "tests/serve/serve_process.h"
 #include "tests/subprocess.h"
 
 using namespace vicvmm::test;
@@ -26,15 +27,6 @@ using Catch::Matchers::StartsWith;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string which(const std::string& tool) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/bin:/bin");
-  std::string d;
-  while (std::getline(dirs, d, ':'))
-    if (!d.empty() && access((d + "/" + tool).c_str(), X_OK) == 0) return d + "/" + tool;
-  return "";
-}
 
 struct Scratch {
   std::string path;
@@ -47,20 +39,6 @@ struct Scratch {
     fs::remove_all(path, ec);
   }
 };
-
-int connect_unix(const std::string& path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un sa{};
-  sa.sun_family = AF_UNIX;
-  std::snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path.c_str());
-  if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
-    close(fd);
-    return -1;
-  }
-  timeval tv{10, 0};  // a hung server fails the test instead of hanging it
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  return fd;
-}
 
 // Sends `request` as is and returns everything the server answers until it
 // closes the connection (the requests say Connection: close or are bad).
@@ -83,54 +61,6 @@ std::string ping(const std::string& sock) {
   return raw_http(sock, "GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
 }
 
-// `vicvmm serve` as a child process, stopped with SIGTERM at the end.
-struct ServeProcess {
-  pid_t pid = -1;
-  std::string sock, log;
-  ServeProcess(const std::string& dir, const std::vector<std::string>& extra_args) {
-    sock = dir + "/docker.sock";
-    log = dir + "/serve.log";
-    std::vector<std::string> argv = {vicvmm_bin(), "serve", "--socket", sock};
-    argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-    pid = fork();
-    if (pid == 0) {
-      setenv("XDG_STATE_HOME", (dir + "/state").c_str(), 1);
-      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      dup2(fd, 2);
-      std::vector<char*> args;
-      for (auto& a : argv) args.push_back(a.data());
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-  }
-  bool wait_ready() {
-    for (int i = 0; i < 200; ++i) {
-      int fd = connect_unix(sock);
-      if (fd >= 0) {
-        close(fd);
-        return true;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
-  }
-  int stop() {
-    if (pid <= 0) return -1;
-    kill(pid, SIGTERM);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    pid = -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  }
-  ~ServeProcess() {
-    if (pid > 0) {
-      kill(pid, SIGKILL);
-      waitpid(pid, nullptr, 0);
-    }
-  }
-};
-
 std::string slurp(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   std::stringstream ss;
@@ -150,7 +80,7 @@ TEST_CASE("the docker CLI against vicvmm serve", "[serve][docker]") {
   }
   Scratch s;
   fs::create_directories(s.path + "/docker-config");
-  ServeProcess serve(s.path, {"--max-body", "64K"});
+  ServeProcess serve(s.path, {"--max-body", "64K", "--no-containers"});
   REQUIRE(serve.wait_ready());
   std::vector<std::string> env = {"DOCKER_CONFIG=" + s.path + "/docker-config", "DOCKER_HOST=", "DOCKER_CONTEXT=",
                                   "DOCKER_API_VERSION="};
@@ -361,7 +291,7 @@ TEST_CASE("vicvmm serve refuses what it cannot serve safely", "[serve]") {
   CHECK_FALSE(fs::exists(s.path + "/a.sock"));
 
   // A live server's socket is not taken over; a stale one is replaced.
-  ServeProcess first(s.path, {});
+  ServeProcess first(s.path, {"--no-containers"});
   REQUIRE(first.wait_ready());
   o = run_process({vicvmm, "serve", "--socket", first.sock}, env);
   CHECK(o.status == 125);
@@ -371,7 +301,7 @@ TEST_CASE("vicvmm serve refuses what it cannot serve safely", "[serve]") {
   waitpid(first.pid, nullptr, 0);
   first.pid = -1;
   REQUIRE(fs::exists(first.sock));
-  ServeProcess second(s.path, {});
+  ServeProcess second(s.path, {"--no-containers"});
   REQUIRE(second.wait_ready());
   CHECK_THAT(ping(second.sock), StartsWith("HTTP/1.1 200 OK"));
   CHECK(second.stop() == 0);

@@ -1,0 +1,162 @@
+// The stock docker CLI (Debian's docker.io, client only) against `vicvmm
+// serve`: every container a VM cloned from the base template with its
+// image attached. The images are real: a busybox root filesystem imported
+// with `docker import`, and Debian bookworm from mmdebstrap.
+//
+// Shares the image tests' state directory (the base template and the
+// Debian image are made once).
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "tests/linux/http_helpers.h"
+#include "tests/serve/serve_process.h"
+#include "tests/subprocess.h"
+
+using namespace vicvmm::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+std::string shared_state() {
+  return env_or("XDG_CACHE_HOME", env_or("HOME", "/root") + "/.cache") + "/vicvmm/test-state";
+}
+
+struct Scratch {
+  std::string path;
+  Scratch() {
+    char t[] = "/tmp/vicvmm-docker-test-XXXXXX";
+    path = mkdtemp(t);
+  }
+  ~Scratch() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+struct Docker {
+  std::string bin, sock;
+  std::vector<std::string> env;
+  Outcome operator()(std::vector<std::string> args, const std::string& stdin_path = "/dev/null") const {
+    args.insert(args.begin(), {bin, "-H", "unix://" + sock});
+    return run_process(args, env, stdin_path);
+  }
+};
+
+// A busybox root filesystem as a tar: busybox-static and its applet links.
+std::string busybox_rootfs_tar(const std::string& dir) {
+  std::string root = dir + "/bb-root";
+  fs::create_directories(root + "/bin");
+  fs::create_directories(root + "/etc");
+  fs::copy_file("/bin/busybox", root + "/bin/busybox");
+  for (const char* applet : {"sh", "echo", "cat", "httpd", "mkdir", "sleep", "true", "ls", "id", "hostname", "wc"})
+    fs::create_symlink("busybox", root + "/bin/" + applet);
+  std::ofstream(root + "/etc/passwd") << "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n";
+  std::ofstream(root + "/etc/group") << "root:x:0:\nnogroup:x:65534:\n";
+  std::string tar = dir + "/busybox.tar";
+  Outcome t = run_process({"/usr/bin/tar", "-C", root, "-cf", tar, "."});
+  return t.status == 0 ? tar : "";
+}
+
+}  // namespace
+
+TEST_CASE("docker CLI: containers are VMs (run, -d -p, ps, logs, stats, stop, rm, errors, restart of serve)",
+          "[linux][serve][docker]") {
+  std::string docker = access("/usr/bin/docker", X_OK) == 0 ? "/usr/bin/docker" : which("docker");
+  REQUIRE_FALSE(docker.empty());  // tools/setup installs docker.io (the client is all we use)
+  REQUIRE(access("/bin/busybox", X_OK) == 0);
+  Scratch s;
+  fs::create_directories(s.path + "/docker-config");
+  auto serve = std::make_unique<ServeProcess>(s.path, std::vector<std::string>{}, shared_state());
+  INFO(s.path + "/serve.log");
+  REQUIRE(serve->wait_ready(6000));  // a first run boots the base template (~10-60 s)
+  Docker dock{docker, serve->sock,
+              {"DOCKER_CONFIG=" + s.path + "/docker-config", "DOCKER_HOST=", "DOCKER_CONTEXT=", "DOCKER_API_VERSION="}};
+
+  std::string tar = busybox_rootfs_tar(s.path);
+  REQUIRE_FALSE(tar.empty());
+  Outcome imp = dock({"import", "-", "bb-test:1"}, tar);
+  CAPTURE(imp.out, imp.err);
+  REQUIRE(imp.status == 0);
+
+  Outcome hi = dock({"run", "--rm", "bb-test:1", "echo", "hi"});
+  CAPTURE(hi.out, hi.err);
+  CHECK(hi.status == 0);
+  CHECK(hi.out == "hi\n");
+
+  Outcome three = dock({"run", "--name", "exit3", "bb-test:1", "sh", "-c", "echo out; echo err >&2; exit 3"});
+  CAPTURE(three.out, three.err);
+  CHECK(three.status == 3);
+  CHECK(three.out == "out\n");
+  CHECK(three.err == "err\n");
+  Outcome logs3 = dock({"logs", "exit3"});
+  CHECK(logs3.out == "out\n");
+  CHECK(logs3.err == "err\n");
+  Outcome ps_a = dock({"ps", "-a", "--format", "{{.Names}} {{.Status}}"});
+  CHECK(ps_a.out.find("exit3 Exited (3)") != std::string::npos);
+
+  // -e, -w, -u, --hostname and --entrypoint reach the process.
+  Outcome opts = dock({"run", "--rm", "-e", "FOO=bar", "-w", "/srv/x", "-u", "65534", "--hostname", "box",
+                       "--entrypoint", "/bin/sh", "bb-test:1", "-c", "echo $FOO $(pwd) $(id -u) $(hostname)"});
+  CAPTURE(opts.out, opts.err);
+  CHECK(opts.out == "bar /srv/x 65534 box\n");
+
+  // A web server in a detached container, reached through its published port.
+  const uint16_t port = free_port();
+  Outcome web = dock({"run", "-d", "--name", "web", "-p", std::to_string(port) + ":80", "bb-test:1", "sh", "-c",
+                      "mkdir /www && echo hello-from-a-vm > /www/index.html && echo serving && httpd -f -p 80 -h /www"});
+  CAPTURE(web.out, web.err);
+  REQUIRE(web.status == 0);
+  CHECK(web.out.size() == 65);  // the id and a newline
+  std::string body = http_get_retry(port, std::chrono::seconds(60));
+  CHECK(body.find("hello-from-a-vm") != std::string::npos);
+  Outcome ps = dock({"ps", "--format", "{{.Names}} {{.Ports}} {{.Status}}"});
+  CAPTURE(ps.out);
+  CHECK(ps.out.find("web 127.0.0.1:" + std::to_string(port) + "->80/tcp Up") != std::string::npos);
+  Outcome logs = dock({"logs", "web"});
+  CHECK(logs.out == "serving\n");
+  Outcome stats = dock({"stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", "web"});
+  CAPTURE(stats.out, stats.err);
+  CHECK(stats.out.rfind("web ", 0) == 0);
+  CHECK(stats.out.find("MiB") != std::string::npos);
+
+  // Bad input: each a clear error, serve keeps serving.
+  Outcome dup = dock({"run", "--name", "web", "bb-test:1", "true"});
+  CHECK(dup.status == 125);
+  CHECK(dup.err.find("is already in use") != std::string::npos);
+  Outcome nope = dock({"run", "--rm", "no-such-image:1", "true"});
+  CHECK(nope.status == 125);
+  CHECK(nope.err.find("no-such-image") != std::string::npos);
+  Outcome rm_running = dock({"rm", "web"});
+  CHECK(rm_running.status == 1);
+  CHECK(rm_running.err.find("cannot remove a running container") != std::string::npos);
+
+  // A restart of serve keeps the running container (its VM is its own process).
+  REQUIRE(serve->stop() == 0);
+  CHECK(http_get_retry(port, std::chrono::seconds(10)).find("hello-from-a-vm") != std::string::npos);
+  serve = std::make_unique<ServeProcess>(s.path, std::vector<std::string>{}, shared_state());
+  REQUIRE(serve->wait_ready(600));
+  dock.sock = serve->sock;
+  Outcome ps2 = dock({"ps", "--format", "{{.Names}} {{.Status}}"});
+  CHECK(ps2.out.find("web Up") != std::string::npos);
+
+  Outcome stop = dock({"stop", "web"});
+  CAPTURE(stop.out, stop.err);
+  CHECK(stop.status == 0);
+  Outcome gone = dock({"ps", "-a", "--format", "{{.Names}} {{.Status}}"});
+  CHECK(gone.out.find("web Exited (143)") != std::string::npos);
+  CHECK(dock({"rm", "web"}).status == 0);
+  CHECK(dock({"rm", "exit3"}).status == 0);
+  Outcome rm_unknown = dock({"rm", "web"});
+  CHECK(rm_unknown.status == 1);
+  CHECK(rm_unknown.err.find("No such container: web") != std::string::npos);
+  CHECK(dock({"rmi", "bb-test:1"}).status == 0);
+  CHECK(serve->stop() == 0);
+}
