@@ -1,6 +1,7 @@
 #include "clone/clone.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -132,6 +133,26 @@ Result<> Clone::start(const AgentRequest& personality, uint64_t requested_ns) {
     }));
     machine_->virtio_slots()[image_slot_index_]->transport().config_changed();
   }
+  if (stdin_fd_ >= 0) {
+    req.flags |= VIC_MB_STDIN;
+    stdio_->reopen_input();
+    stop_stdin_pump();
+    stdin_pump_ = std::thread([this, fd = stdin_fd_, console = stdio_] {
+      uint8_t buf[16384];
+      while (!stdin_stop_) {
+        pollfd p{fd, POLLIN, 0};
+        int r = poll(&p, 1, 100);
+        if (r < 0 && errno == EINTR) continue;
+        if (r == 0) continue;
+        ssize_t n = r > 0 && !(p.revents & POLLNVAL) ? ::read(fd, buf, sizeof buf) : 0;
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (n <= 0) break;  // EOF: the guest reads EOF after what was sent
+        for (size_t done = 0; done < static_cast<size_t>(n) && !stdin_stop_;)
+          done += console->write_input({buf + done, static_cast<size_t>(n) - done}, std::chrono::milliseconds(100));
+      }
+      console->close_input();
+    });
+  }
   VIC_ASSIGN(Mailbox mb, build_mailbox(req));
   VIC_ASSIGN(auto pages, write_mailbox(machine_->memory(), mb));
   // The VMM's own writes are not in KVM's dirty log: record them.
@@ -193,6 +214,21 @@ Result<> Clone::publish(const std::vector<net::PortForward>& forwards) {
   return {};
 }
 
+Clone::~Clone() { stop_stdin_pump(); }
+
+Result<> Clone::attach_stdin(int fd) {
+  if (!stdio_) return err("clone {}: its template has no stdio console for stdin", id_);
+  if (fd < 0) return err("clone {}: no stdin descriptor", id_);
+  stdin_fd_ = fd;
+  return {};
+}
+
+void Clone::stop_stdin_pump() {
+  stdin_stop_ = true;
+  if (stdin_pump_.joinable()) stdin_pump_.join();
+  stdin_stop_ = false;
+}
+
 Result<> Clone::attach_image(const std::string& disk_path) {
   if (!image_slot_)
     return err("clone {}: its template has no empty disk slot for an image (template create --image-slot)", id_);
@@ -208,6 +244,8 @@ Result<> Clone::reset() {
   for (const auto& slot : machine_->virtio_slots()) slot->transport().reset();
   if (image_slot_) image_slot_->detach();  // the template's guest knows an empty slot
   pending_image_.clear();
+  stop_stdin_pump();
+  stdin_fd_ = -1;
   VIC_TRY(harvest_dirty_log());
   // MADV_DONTNEED on a MAP_PRIVATE file mapping drops the private copies:
   // the next access sees the template's page again. Contiguous runs of

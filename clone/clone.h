@@ -8,7 +8,9 @@
 // reset() brings it back to the template state in place, ready to start again.
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "clone/template.h"
@@ -49,6 +51,7 @@ class Clone {
  public:
   static Result<std::unique_ptr<Clone>> create(const Kvm& kvm, std::shared_ptr<const Template> tmpl,
                                                const CloneOptions& opts = {});
+  ~Clone();
 
   // Restores the template state (unless the shell already did) and writes
   // the personality. `requested_ns`
@@ -63,6 +66,10 @@ class Clone {
   // configuration-change interrupt; before start(). A reset empties the
   // slot again.
   Result<> attach_image(const std::string& disk_path);
+  // Gives the clone a stdin (its template closed it): reopened at start(),
+  // fed from `fd` (a pipe or socket) until EOF by a thread of the clone's.
+  // Before start(); the agent is told through VIC_MB_STDIN.
+  Result<> attach_stdin(int fd);
   // Back to the template state, discarding the pages this clone wrote; the
   // clone can then start() again.
   Result<> reset();
@@ -107,6 +114,10 @@ class Clone {
   std::shared_ptr<virtio::Block> image_slot_;  // the template's empty disk slot, if any
   size_t image_slot_index_ = 0;                // its virtio slot
   std::string pending_image_;                  // attached at start()
+  int stdin_fd_ = -1;                          // attach_stdin(): the caller's, not owned
+  std::thread stdin_pump_;
+  std::atomic<bool> stdin_stop_{false};
+  void stop_stdin_pump();
   bool published_ = false;  // ports were published since the last reset
   std::unique_ptr<Machine> machine_;
   uint32_t id_ = 0;

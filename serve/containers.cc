@@ -255,6 +255,7 @@ Result<std::string> ContainerManager::create(const json& body, const std::string
   c.spec.user = process->user;
   c.spec.hostname = hostname.empty() ? c.id.substr(0, 12) : hostname;
   c.spec.tty = body.value("Tty", false);
+  c.spec.open_stdin = body.value("OpenStdin", false);
   c.spec.exit_file = root_ + "/" + c.id + "/exit.json";
   VIC_ASSIGN(c.spec.image_disk, store_.erofs_disk(*img));  // built on first use of the image
 
@@ -269,6 +270,11 @@ Result<std::string> ContainerManager::create(const json& body, const std::string
   if (ec) return err("container {}: {}", c.id.substr(0, 12), ec.message());
   VIC_TRY(save_locked(c));
   std::string id = c.id;
+  if (c.spec.open_stdin) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return sys_err("container {}: stdin pipe", id.substr(0, 12));
+    stdin_[id] = StdinPipe{UniqueFd(p[0]), UniqueFd(p[1])};
+  }
   containers_[id] = std::move(c);
   return id;
 }
@@ -294,11 +300,15 @@ Result<> ContainerManager::start(const std::string& ref) {
   if (!log) return fail(sys_err("container {}: opening its log", id.substr(0, 12)).value());
   auto worker = workers_.acquire(base_);
   if (!worker) return fail(worker.error());
+  UniqueFd input;
   {
     std::lock_guard lock(mu_);
     spec.clone_id = static_cast<uint32_t>(containers_.size());
+    if (auto it = stdin_.find(id); it != stdin_.end()) input = std::move(it->second.read);
   }
-  if (auto r = (*worker)->start(spec, log.get()); !r) {
+  // A restarted container (docker start) gets no stdin: EOF.
+  if (spec.open_stdin && !input) spec.open_stdin = false;
+  if (auto r = (*worker)->start(spec, log.get(), input.get()); !r) {
     (*worker)->reap();
     return fail(r.error());
   }
@@ -314,7 +324,14 @@ Result<> ContainerManager::start(const std::string& ref) {
   return save_locked(c);
 }
 
+UniqueFd ContainerManager::take_stdin(const std::string& id) {
+  std::lock_guard lock(mu_);
+  auto it = stdin_.find(id);
+  return it == stdin_.end() ? UniqueFd() : std::move(it->second.write);
+}
+
 void ContainerManager::finish_locked(Container& c, int status, const std::string& reason) {
+  stdin_.erase(c.id);
   c.state = "exited";
   c.exit_code = status;
   c.error = reason;
@@ -368,6 +385,8 @@ void ContainerManager::monitor() {
       if (c.auto_remove) auto_removed.push_back(id);
     }
     for (const auto& id : auto_removed) {
+      if (removed_exits_.size() >= 4096) removed_exits_.erase(removed_exits_.begin());
+      removed_exits_[id] = containers_[id].exit_code;
       containers_.erase(id);
       remove_files(id);
     }
@@ -419,6 +438,7 @@ Result<> ContainerManager::remove(const std::string& ref, bool force) {
   if (containers_.count(id) && containers_[id].state == "starting")
     return api_err(EBUSY, fmt::format("container {} is starting", id));
   containers_.erase(id);
+  stdin_.erase(id);
   remove_files(id);
   return {};
 }
@@ -427,6 +447,12 @@ Result<Container> ContainerManager::get(const std::string& ref) const {
   std::lock_guard lock(mu_);
   VIC_ASSIGN(std::string id, resolve_locked(ref));
   return containers_.at(id);
+}
+
+std::optional<int> ContainerManager::removed_exit(const std::string& id) const {
+  std::lock_guard lock(mu_);
+  auto it = removed_exits_.find(id);
+  return it == removed_exits_.end() ? std::nullopt : std::optional<int>(it->second);
 }
 
 bool ContainerManager::exists(const std::string& id) const {

@@ -61,10 +61,17 @@ class ContainerManager {
   Result<> kill(const std::string& ref, int signal);
   Result<> remove(const std::string& ref, bool force);
 
+  // The write end of a container's stdin (created with OpenStdin), for
+  // the one attach that asked for stdin; an invalid fd otherwise.
+  UniqueFd take_stdin(const std::string& id);
+
   // By full id, unique id prefix or name.
   Result<Container> get(const std::string& ref) const;
   std::vector<Container> list() const;
   std::string log_path(const std::string& id) const { return root_ + "/" + id + "/log"; }
+  // The exit status of a container removed automatically (--rm) after it
+  // stopped, for the wait that outlives its record.
+  std::optional<int> removed_exit(const std::string& id) const;
   // False once the container is gone (removed).
   bool exists(const std::string& id) const;
   size_t count(const std::string& state) const;
@@ -90,6 +97,11 @@ class ContainerManager {
   mutable std::mutex mu_;
   std::map<std::string, Container> containers_;
   std::map<std::string, std::unique_ptr<Worker>> running_;  // our own workers, by container id
+  struct StdinPipe {
+    UniqueFd read, write;
+  };
+  std::map<std::string, StdinPipe> stdin_;
+  std::map<std::string, int> removed_exits_;  // bounded: the newest kRemovedExits  // OpenStdin containers: until started / attached
   bool stop_ = false;
   std::condition_variable cv_;
   std::thread monitor_;

@@ -185,6 +185,24 @@ bool stopped_since(const ContainerManager& m, const std::string& id, uint64_t si
   return !c || (c->state == "exited" && (was_exited || c->finished_ns >= since));
 }
 
+// Client -> the container's stdin until the client half-closes its side
+// (then the container reads EOF) or goes away. Parameters by value: they
+// live in the coroutine's frame.
+asio::awaitable<void> pump_stdin(std::shared_ptr<Socket> sock, std::shared_ptr<asio::posix::stream_descriptor> pipe,
+                                 std::string pending) {
+  boost::system::error_code ec;
+  if (!pending.empty())
+    co_await asio::async_write(*pipe, asio::buffer(pending), asio::redirect_error(asio::use_awaitable, ec));
+  std::vector<char> buf(16384);
+  while (!ec) {
+    size_t n = co_await sock->async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || n == 0) break;
+    co_await asio::async_write(*pipe, asio::buffer(buf.data(), n), asio::redirect_error(asio::use_awaitable, ec));
+  }
+  boost::system::error_code ignored;
+  pipe->close(ignored);
+}
+
 }  // namespace
 
 void add_container_routes(Router& r, const Context& ctx) {
@@ -238,7 +256,8 @@ void add_container_routes(Router& r, const Context& ctx) {
     for (;;) {
       auto now = m->get(id);
       if (!now) {
-        if (condition == "removed") break;  // gone: what we saw last is its status
+        if (auto removed = m->removed_exit(id)) code = *removed;
+        if (condition == "removed") break;
         error = "the container was removed";
         break;
       }
@@ -268,9 +287,16 @@ void add_container_routes(Router& r, const Context& ctx) {
     const bool was_exited = c->state == "exited";
     uint64_t offset = 0;
     if (c->state == "running" || was_exited) read_more(path, offset);  // only what comes next
+    UniqueFd input = query_flag(req, "stdin") ? m->take_stdin(id) : UniqueFd();
     auto hijacked = co_await conn.hijack("application/vnd.docker.raw-stream");
     if (!hijacked) co_return Response{};
-    Socket& sock = hijacked->socket;
+    auto shared = std::make_shared<Socket>(std::move(hijacked->socket));
+    Socket& sock = *shared;
+    if (input) {
+      auto executor = co_await asio::this_coro::executor;
+      auto pipe = std::make_shared<asio::posix::stream_descriptor>(executor, input.release());
+      asio::co_spawn(executor, pump_stdin(shared, pipe, hijacked->pending), asio::detached);
+    }
     std::string carry;
     for (;;) {
       // The state first: the worker completes the log before it records

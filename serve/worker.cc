@@ -94,8 +94,12 @@ int worker_main(int control, const std::string& template_dir) {
   if (start == msg->body.end()) return fail(control, "expected a start message");
   auto spec = spec_from_json(*start);
   if (!spec) return fail(control, spec.error().message);
-  if (msg->fds.size() != 1) return fail(control, "the start message carries no log file", spec->exit_file);
+  if (msg->fds.size() != (spec->open_stdin ? 2u : 1u))
+    return fail(control, "the start message carries the wrong descriptors", spec->exit_file);
   UniqueFd log = std::move(msg->fds[0]);
+  UniqueFd input = spec->open_stdin ? std::move(msg->fds[1]) : UniqueFd();
+  if (input)
+    if (auto r = (*clone)->attach_stdin(input.get()); !r) return fail(control, r.error().message, spec->exit_file);
   {
     std::lock_guard lock(log_mu);
     log_fd = log.get();

@@ -19,8 +19,10 @@ Worker::~Worker() {
   if (!started_) reap();
 }
 
-Result<> Worker::start(const ContainerSpec& spec, int log_fd) {
-  VIC_TRY(send_message(control_.get(), {{"start", to_json(spec)}}, {log_fd}));
+Result<> Worker::start(const ContainerSpec& spec, int log_fd, int stdin_fd) {
+  std::vector<int> fds = {log_fd};
+  if (stdin_fd >= 0) fds.push_back(stdin_fd);
+  VIC_TRY(send_message(control_.get(), {{"start", to_json(spec)}}, fds));
   started_ = true;
   VIC_ASSIGN(Message reply, recv_message(control_.get(), "the container's worker"));
   if (reply.body.contains("started")) return {};

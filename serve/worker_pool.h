@@ -26,7 +26,7 @@ class Worker {
   pid_t pid() const { return pid_; }
   int control() const { return control_.get(); }
   // Sends the container; returns once its vCPU runs (or the worker failed).
-  Result<> start(const ContainerSpec& spec, int log_fd);
+  Result<> start(const ContainerSpec& spec, int log_fd, int stdin_fd = -1);
   // Blocks until the worker reports the exit: {status, reason}.
   Result<std::pair<int, std::string>> wait_exit();
   // After the worker's process ended: reaps it (its exit status).

@@ -30,6 +30,7 @@ struct ContainerSpec {
   std::string image_disk;  // non-empty: attach into the base template's empty slot
   std::vector<std::string> publish;  // "[HOSTIP:]HOSTPORT:GUESTPORT[/proto]"
   bool tty = false;        // output not framed (docker's TTY mode)
+  bool open_stdin = false; // the start message carries a stdin descriptor too
   std::string exit_file;   // where the worker records the exit status
   uint32_t clone_id = 0;
 };

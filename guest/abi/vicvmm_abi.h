@@ -81,6 +81,10 @@ struct vic_mailbox {
  * changes. Each clone resumes there with its own mailbox (the personality)
  * already written, rings VIC_EV_READY once it has read it, and runs it. */
 #define VIC_MB_TEMPLATE 4u
+/* A clone with stdin (its template closed it): the VMM reopens the stdin
+ * port at start; the agent waits until the guest kernel has seen that before
+ * it runs the command, which would otherwise read an early EOF. */
+#define VIC_MB_STDIN 128u
 /* The strings are in the extension area (VIC_MAILBOX_EXT_GPA), not in the page. */
 #define VIC_MB_EXT_STRINGS 32u
 /* A container image: /dev/vda is its root filesystem (EROFS). The agent

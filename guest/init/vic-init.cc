@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -328,6 +329,20 @@ int switch_to_image_root() {
   return 0;
 }
 
+// The stdin port reports HUP while the host side is closed (a template's
+// clone before the guest kernel handled the VMM's reopening, usually done
+// before we get here): go on once it is open or has data. HUP with no data
+// also means "reopened and already at EOF" (an empty stdin), so the wait is
+// short: a few polls, each a system call of emulated kernel work here.
+void await_stdin(int fd) {
+  for (int tries = 0; tries < 20; tries++) {  // up to ~200 ms
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 0) >= 0 && (!(p.revents & POLLHUP) || (p.revents & POLLIN))) return;
+    timespec ts{0, 10 * 1000 * 1000};
+    nanosleep(&ts, nullptr);
+  }
+}
+
 // True once the disk has sectors (read from sysfs: a few system calls per
 // try, and the kernel's config-change work runs while we sleep).
 bool wait_for_disk_capacity(const char* size_path) {
@@ -554,6 +569,7 @@ int main(int main_argc, char** main_argv) {
 
   if (flags & VIC_MB_TEMPLATE) {
     await_personality(page);
+    if ((mb.flags & VIC_MB_STDIN) && ports.fd[0] >= 0) await_stdin(ports.fd[0]);
     // A clone of a template with an empty disk slot, given an image: the
     // VMM attached its disk at start and said so with a config-change
     // interrupt; the kernel learns the new capacity in a work item.

@@ -67,7 +67,7 @@ std::string busybox_rootfs_tar(const std::string& dir) {
 
 }  // namespace
 
-TEST_CASE("docker CLI: containers are VMs (run, -d -p, ps, logs, stats, stop, rm, errors, restart of serve)",
+TEST_CASE("docker CLI: containers are VMs (run, -i, -d -p, ps, logs, stats, stop, rm, errors, restart of serve)",
           "[linux][serve][docker]") {
   std::string docker = access("/usr/bin/docker", X_OK) == 0 ? "/usr/bin/docker" : which("docker");
   REQUIRE_FALSE(docker.empty());  // tools/setup installs docker.io (the client is all we use)
@@ -101,6 +101,19 @@ TEST_CASE("docker CLI: containers are VMs (run, -d -p, ps, logs, stats, stop, rm
   CHECK(logs3.err == "err\n");
   Outcome ps_a = dock({"ps", "-a", "--format", "{{.Names}} {{.Status}}"});
   CHECK(ps_a.out.find("exit3 Exited (3)") != std::string::npos);
+
+  // Piped stdin reaches the container; its EOF too (--rm: the status survives the removal).
+  std::string script = s.path + "/script.sh";
+  std::ofstream(script) << "echo hi; exit 7\n";
+  Outcome in = dock({"run", "-i", "--rm", "bb-test:1", "sh"}, script);
+  CAPTURE(in.out, in.err);
+  CHECK(in.status == 7);
+  CHECK(in.out == "hi\n");
+  std::string data = s.path + "/data.txt";
+  std::ofstream(data) << "one\ntwo\nthree\n";
+  Outcome wc = dock({"run", "-i", "--rm", "bb-test:1", "wc", "-l"}, data);
+  CAPTURE(wc.out, wc.err);
+  CHECK(wc.out.find("3") != std::string::npos);
 
   // -e, -w, -u, --hostname and --entrypoint reach the process.
   Outcome opts = dock({"run", "--rm", "-e", "FOO=bar", "-w", "/srv/x", "-u", "65534", "--hostname", "box",

@@ -70,6 +70,16 @@ void Console::close_input() {
   wake();
 }
 
+void Console::reopen_input() {
+  {
+    std::lock_guard lock(in_mu_);
+    input_closed_ = false;
+    input_.clear();
+  }
+  reopen_ = true;
+  wake();
+}
+
 void Console::reset() {
   control_out_.clear();
   stdin_open_ = eof_sent_ = false;
@@ -147,6 +157,10 @@ void Console::flush_control(QueueHost& host) {
 }
 
 void Console::deliver(QueueHost& host) {
+  if (reopen_.exchange(false)) {
+    eof_sent_ = false;
+    send_control(kStdin, kPortOpen, 1);
+  }
   flush_control(host);
   // The guest opens port 0 only after it exists, and drops data for a port
   // nobody has open: wait for its PORT_OPEN(0, 1).

@@ -12,6 +12,7 @@
 // 2/3 control rx/tx, 4/5 port 1, 6/7 port 2 ("rx" is device -> driver).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -54,6 +55,10 @@ class Console : public Device {
   size_t write_input(std::span<const uint8_t> bytes, std::chrono::milliseconds timeout);
   // No more stdin: the guest reads EOF after what is queued.
   void close_input();
+  // Stdin again after an EOF (a clone whose template closed it): the guest
+  // sees the host side open again (PORT_OPEN(0, 1), a control message and
+  // an interrupt) and reads what write_input() queues next.
+  void reopen_input();
 
   uint64_t bytes_out(uint32_t port) const { return port < kPorts ? out_bytes_[port] : 0; }
   uint64_t bytes_in() const { return in_bytes_; }
@@ -75,6 +80,7 @@ class Console : public Device {
   std::deque<std::vector<uint8_t>> control_out_;  // I/O thread only
   bool stdin_open_ = false;       // the guest has port 0 open (vic-init keeps it so)
   bool eof_sent_ = false;
+  std::atomic<bool> reopen_{false};  // reopen_input() asked; the I/O thread does it
 
   std::mutex in_mu_;
   std::condition_variable in_space_;
