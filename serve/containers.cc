@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "image/container_spec.h"
+#include "serve/vm_memory.h"
 
 namespace vicvmm::serve {
 
@@ -151,6 +152,26 @@ ContainerManager::~ContainerManager() {
   cv_.notify_all();
   if (monitor_.joinable()) monitor_.join();
   // Running workers carry on without us; a restarted serve re-adopts them.
+}
+
+std::vector<Container> ContainerManager::read_records(const std::string& root) {
+  std::vector<Container> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
+    auto text = read_file(e.path().string() + "/config.json");
+    if (!text) continue;
+    auto c = record_from_json(json::parse(*text, nullptr, false));
+    if (!c) continue;
+    // A running record whose worker is gone (serve down): say so, as serve would.
+    if (c->state == "running" && access(c->spec.exit_file.c_str(), F_OK) != 0 && !is_worker(c->pid)) {
+      c->state = "exited";
+      c->exit_code = 125;
+      c->error = "the container's VM is gone";
+    }
+    out.push_back(std::move(*c));
+  }
+  std::sort(out.begin(), out.end(), [](const Container& a, const Container& b) { return a.created_ns > b.created_ns; });
+  return out;
 }
 
 void ContainerManager::load_all() {
@@ -381,6 +402,7 @@ void ContainerManager::monitor() {
         if (!reaped) own->second->reap();
         running_.erase(own);
       }
+      remove_memory_cgroup_of(c.pid);  // left behind by a worker that was killed
       finish_locked(c, status, reason);
       if (c.auto_remove) auto_removed.push_back(id);
     }
@@ -473,17 +495,6 @@ size_t ContainerManager::count(const std::string& state) const {
   size_t n = 0;
   for (const auto& [id, c] : containers_) n += state.empty() || c.state == state;
   return n;
-}
-
-uint64_t ContainerManager::private_bytes(pid_t pid) {
-  auto text = read_file(fmt::format("/proc/{}/smaps_rollup", pid));
-  if (!text) return 0;
-  uint64_t kib = 0;
-  std::istringstream in(*text);
-  for (std::string line; std::getline(in, line);)
-    if (line.starts_with("Private_Dirty:") || line.starts_with("Private_Clean:"))
-      kib += std::strtoull(line.c_str() + line.find(':') + 1, nullptr, 10);
-  return kib * 1024;
 }
 
 }  // namespace vicvmm::serve

@@ -65,6 +65,10 @@ class ContainerManager {
   // the one attach that asked for stdin; an invalid fd otherwise.
   UniqueFd take_stdin(const std::string& id);
 
+  // The records on disk, without taking charge of anything (`vicvmm ps`).
+  static std::vector<Container> read_records(const std::string& root);
+  const std::string& base_template() const { return base_; }
+
   // By full id, unique id prefix or name.
   Result<Container> get(const std::string& ref) const;
   std::vector<Container> list() const;
@@ -75,10 +79,6 @@ class ContainerManager {
   // False once the container is gone (removed).
   bool exists(const std::string& id) const;
   size_t count(const std::string& state) const;
-
-  // Host memory of a running container's VMM process: private bytes (pages
-  // the VM wrote and the VMM's own), from /proc/PID/smaps_rollup.
-  static uint64_t private_bytes(pid_t pid);
 
  private:
   ContainerManager(std::string root, image::Store& store, WorkerPool& workers, std::string base)

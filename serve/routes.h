@@ -21,11 +21,13 @@ struct Context {
 void add_system_routes(Router& r, const Context& ctx);
 void add_image_routes(Router& r, const Context& ctx);
 void add_container_routes(Router& r, const Context& ctx);
+void add_ui_routes(Router& r, const Context& ctx);
 
 inline void add_docker_routes(Router& r, const Context& ctx) {
   add_system_routes(r, ctx);
   add_image_routes(r, ctx);
   add_container_routes(r, ctx);
+  add_ui_routes(r, ctx);
 }
 
 }  // namespace vicvmm::serve

@@ -9,6 +9,7 @@
 
 #include "serve/containers.h"
 #include "serve/routes.h"
+#include "serve/vm_memory.h"
 
 namespace vicvmm::serve {
 
@@ -385,7 +386,9 @@ void add_container_routes(Router& r, const Context& ctx) {
   r.add(http::verb::get, "/containers/{id}/stats", [m](Request& req, Connection&) -> asio::awaitable<Response> {
     auto c = m->get(req.params["id"]);
     if (!c) co_return api_error(c.error());
-    uint64_t mem = c->state == "running" ? ContainerManager::private_bytes(c->pid) : 0;
+    // What this container costs alone: its private pages and its kernel memory.
+    VmMemory vm = c->state == "running" ? measure_vm_memory(c->pid) : VmMemory{};
+    uint64_t mem = vm.private_bytes + vm.kernel_bytes.value_or(0);
     uint64_t cpu_ns = 0;
     if (c->state == "running") {
       // utime + stime of the VMM process (all its threads), in clock ticks.

@@ -12,6 +12,7 @@
 
 #include "clone/clone.h"
 #include "clone/template.h"
+#include "serve/vm_memory.h"
 #include "serve/worker_protocol.h"
 #include "vmm/host/nested_pvm.h"
 
@@ -69,6 +70,14 @@ int worker_main(int control, const std::string& template_dir) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // Before the VM exists: its kernel memory is charged where it is made.
+  const bool own_cgroup = join_own_memory_cgroup();
+  struct LeaveCgroup {
+    bool joined;
+    ~LeaveCgroup() {
+      if (joined) leave_own_memory_cgroup();
+    }
+  } leave{own_cgroup};
   auto kvm = Kvm::open();
   if (!kvm) return fail(control, kvm.error().message);
   auto tmpl = Template::load(template_dir, detect_host_kind());

@@ -1,5 +1,6 @@
 #include "serve/worker_pool.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -55,6 +56,14 @@ Result<std::unique_ptr<Worker>> WorkerPool::spawn(const std::string& bin, const 
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_adddup2(&fa, child.get(), kWorkerControlFd);  // dup2 clears CLOEXEC
+  // A worker may outlive serve (its container keeps running): it must not
+  // hold serve's stdio (a caller's pipe would never see EOF). Its failures
+  // travel over the control socket and into the exit file instead.
+  for (int fd = 0; fd <= 2; ++fd) posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0);
+  // Nor anything else of serve's: asio opens its listening and client
+  // sockets without O_CLOEXEC, and a worker holding one would keep the
+  // port bound after serve stopped, or a hijacked client's socket open.
+  posix_spawn_file_actions_addclosefrom_np(&fa, kWorkerControlFd + 1);
   std::vector<std::string> args = {bin, "__worker", template_dir};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());

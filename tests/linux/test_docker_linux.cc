@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "tests/linux/http_helpers.h"
@@ -74,11 +75,16 @@ TEST_CASE("docker CLI: containers are VMs (run, -i, -d -p, ps, logs, stats, stop
   REQUIRE(access("/bin/busybox", X_OK) == 0);
   Scratch s;
   fs::create_directories(s.path + "/docker-config");
-  auto serve = std::make_unique<ServeProcess>(s.path, std::vector<std::string>{}, shared_state());
+  const uint16_t http_port = free_port();  // the web page, for the browser
+  const std::vector<std::string> serve_args = {"--http", "127.0.0.1:" + std::to_string(http_port)};
+  auto serve = std::make_unique<ServeProcess>(s.path, serve_args, shared_state());
   INFO(s.path + "/serve.log");
   REQUIRE(serve->wait_ready(6000));  // a first run boots the base template (~10-60 s)
   Docker dock{docker, serve->sock,
               {"DOCKER_CONFIG=" + s.path + "/docker-config", "DOCKER_HOST=", "DOCKER_CONTEXT=", "DOCKER_API_VERSION="}};
+
+  // The state is shared across runs: an interrupted run may have left these.
+  dock({"rm", "-f", "web", "exit3"});
 
   std::string tar = busybox_rootfs_tar(s.path);
   REQUIRE_FALSE(tar.empty());
@@ -140,6 +146,29 @@ TEST_CASE("docker CLI: containers are VMs (run, -i, -d -p, ps, logs, stats, stop
   CHECK(stats.out.rfind("web ", 0) == 0);
   CHECK(stats.out.find("MiB") != std::string::npos);
 
+  // The web page in a real browser: Debian's headless chromium renders it
+  // against this serve; the DOM must show the container, its port and its memory.
+  std::string chromium = which("chromium");
+  REQUIRE_FALSE(chromium.empty());  // tools/setup installs it
+  Outcome page = run_process({chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                              "--dump-dom", "http://127.0.0.1:" + std::to_string(http_port) + "/ui"},
+                             {"HOME=" + s.path});
+  CAPTURE(page.err.substr(0, 2000));
+  REQUIRE(page.status == 0);
+  CHECK(page.out.find("<td>web</td><td>bb-test:1</td>") != std::string::npos);
+  CHECK(page.out.find("127.0.0.1:" + std::to_string(port) + "-&gt;80/tcp") != std::string::npos);
+  CHECK(page.out.find("<td class=\"running\">running</td>") != std::string::npos);
+  CHECK(page.out.find("<td class=\"num private\">") != std::string::npos);
+  CHECK(page.out.find(" MiB</td><td class=\"num shared\">") != std::string::npos);
+  CHECK(page.out.find("<td><code>image-base-") != std::string::npos);
+  CHECK(page.out.find("containers running<b id=\"running\">1 / ") != std::string::npos);
+  // vicvmm ps shows the same container with its three memory figures.
+  Outcome ps_vic = run_process({vicvmm_bin(), "ps"}, {"XDG_STATE_HOME=" + shared_state()});
+  CAPTURE(ps_vic.out, ps_vic.err);
+  CHECK(ps_vic.out.find(" web ") != std::string::npos);
+  CHECK(ps_vic.out.find("127.0.0.1:" + std::to_string(port) + "->80") != std::string::npos);
+  CHECK(ps_vic.out.find("without sharing") != std::string::npos);
+
   // Bad input: each a clear error, serve keeps serving.
   Outcome dup = dock({"run", "--name", "web", "bb-test:1", "true"});
   CHECK(dup.status == 125);
@@ -154,8 +183,15 @@ TEST_CASE("docker CLI: containers are VMs (run, -i, -d -p, ps, logs, stats, stop
   // A restart of serve keeps the running container (its VM is its own process).
   REQUIRE(serve->stop() == 0);
   CHECK(http_get_retry(port, std::chrono::seconds(10)).find("hello-from-a-vm") != std::string::npos);
-  serve = std::make_unique<ServeProcess>(s.path, std::vector<std::string>{}, shared_state());
-  REQUIRE(serve->wait_ready(600));
+  serve = std::make_unique<ServeProcess>(s.path, serve_args, shared_state());
+  bool ready = serve->wait_ready(600);
+  if (!ready) {
+    std::ifstream log(s.path + "/serve.log");
+    std::stringstream text;
+    text << log.rdbuf();
+    FAIL_CHECK("serve did not come back; its log:\n" << text.str());
+  }
+  REQUIRE(ready);
   dock.sock = serve->sock;
   Outcome ps2 = dock({"ps", "--format", "{{.Names}} {{.Status}}"});
   CHECK(ps2.out.find("web Up") != std::string::npos);

@@ -103,4 +103,7 @@ struct ServeOptions {
 };
 int cmd_serve(const ServeOptions& o);
 
+// `vicvmm ps [-a] [--json]`: serve's containers and what each costs.
+int cmd_ps(bool all, bool json_out);
+
 }  // namespace vicvmm::cli

@@ -27,22 +27,37 @@ Result<image::Image> image_by_id(const std::string& id) {
   return store.resolve(id);
 }
 
-Result<std::string> ensure_base_template() {
-  // The default guest's files are content-named (kernel-<hash>/vmlinux,
-  // rootfs-<hash>.cpio): their real paths identify what the template boots.
+namespace {
+struct GuestFiles {
+  std::string kernel, initrd;
+};
+// The default guest's files are content-named (kernel-<hash>/vmlinux,
+// rootfs-<hash>.cpio): their real paths identify what the template boots.
+Result<GuestFiles> default_guest_files() {
   char kernel[PATH_MAX], initrd[PATH_MAX];
   if (!realpath(default_kernel().c_str(), kernel))
     return sys_err("kernel {} (build the default guest with ./tools/demo)", default_kernel());
   if (!realpath(default_initrd().c_str(), initrd))
     return sys_err("initrd {} (build the default guest with ./tools/demo)", default_initrd());
-  std::string name = "image-base-" + image::digest_hex(image::sha256_of(std::string(kernel) + "\n" + initrd)).substr(0, 12);
+  return GuestFiles{kernel, initrd};
+}
+}  // namespace
+
+Result<std::string> base_template_name() {
+  VIC_ASSIGN(GuestFiles files, default_guest_files());
+  return "image-base-" + image::digest_hex(image::sha256_of(files.kernel + "\n" + files.initrd)).substr(0, 12);
+}
+
+Result<std::string> ensure_base_template() {
+  VIC_ASSIGN(GuestFiles files, default_guest_files());
+  VIC_ASSIGN(std::string name, base_template_name());
   VIC_ASSIGN(std::string dir, template_path(name));
   if (access((dir + "/state.bin").c_str(), F_OK) == 0) return name;
   fmt::print(stderr, "vicvmm: creating the base template '{}' for images once (a cold boot)\n", name);
   TemplateCreateOptions tc;
   tc.name = name;
-  tc.kernel = kernel;
-  tc.initrd = initrd;
+  tc.kernel = files.kernel;
+  tc.initrd = files.initrd;
   tc.image_slot = true;
   tc.net = true;  // so clones can publish ports
   tc.report_to_stderr = true;

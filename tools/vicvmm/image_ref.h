@@ -27,6 +27,8 @@ Result<image::Image> image_by_id(const std::string& id);
 // kernel and initramfs files it boots; created on first use (a cold boot).
 // Returns its name.
 Result<std::string> ensure_base_template();
+// Its name, without making it.
+Result<std::string> base_template_name();
 
 // A template of an image keeps the image's id in DIR/image (one line).
 inline constexpr const char* kTemplateImageFile = "image";

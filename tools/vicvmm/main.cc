@@ -199,6 +199,11 @@ int real_main(int argc, char** argv) {
   auto* idisk_cmd = image_cmd->add_subcommand("disk", "Build (once) and print the image's EROFS root filesystem");
   idisk_cmd->add_option("image", image_ref, "NAME[:TAG], ID or ID prefix")->required();
 
+  bool ps_all = false, ps_json = false;
+  auto* ps_cmd = app.add_subcommand("ps", "List serve's container VMs and what each costs (private, shared, kernel memory)");
+  ps_cmd->add_flag("-a,--all", ps_all, "Also the stopped ones");
+  ps_cmd->add_flag("--json", ps_json, "The figures as JSON (what /ui shows)");
+
   // Internal: one container VM's process, started by `serve` (serve/worker.h).
   std::string worker_template;
   auto* worker_cmd = app.add_subcommand("__worker", "")->group("");
@@ -282,6 +287,7 @@ int real_main(int argc, char** argv) {
     serve.containers = !no_containers;
     return cmd_serve(serve);
   }
+  if (*ps_cmd) return cmd_ps(ps_all, ps_json);
   if (*worker_cmd) return vicvmm::serve::worker_main(vicvmm::serve::kWorkerControlFd, worker_template);
   if (*version_cmd) {
     fmt::print("vicvmm {}\n", VICVMM_VERSION);
