@@ -38,12 +38,6 @@ namespace {
 uint64_t now_ns() { return monotonic_ns(); }
 double us_between(uint64_t from, uint64_t to) { return to > from ? static_cast<double>(to - from) / 1e3 : 0.0; }
 
-uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 constexpr std::chrono::seconds kCloneTimeout{60};
 
 // Every timed sample starts after a short pause, so that work the previous

@@ -6,7 +6,9 @@
 
 namespace vicvmm::image {
 
-ArchiveReader new_tar_reader() {
+namespace {
+// libarchive's built-in decompressors only (no external programs).
+ArchiveReader new_reader_with_filters() {
   ArchiveReader a(archive_read_new());
   if (!a) return a;
   archive_read_support_filter_gzip(a.get());
@@ -15,20 +17,19 @@ ArchiveReader new_tar_reader() {
   archive_read_support_filter_lzma(a.get());
   archive_read_support_filter_bzip2(a.get());
   archive_read_support_filter_lz4(a.get());
-  archive_read_support_format_tar(a.get());
+  return a;
+}
+}  // namespace
+
+ArchiveReader new_tar_reader() {
+  ArchiveReader a = new_reader_with_filters();
+  if (a) archive_read_support_format_tar(a.get());
   return a;
 }
 
 ArchiveReader new_raw_reader() {
-  ArchiveReader a(archive_read_new());
-  if (!a) return a;
-  archive_read_support_filter_gzip(a.get());
-  archive_read_support_filter_zstd(a.get());
-  archive_read_support_filter_xz(a.get());
-  archive_read_support_filter_lzma(a.get());
-  archive_read_support_filter_bzip2(a.get());
-  archive_read_support_filter_lz4(a.get());
-  archive_read_support_format_raw(a.get());
+  ArchiveReader a = new_reader_with_filters();
+  if (a) archive_read_support_format_raw(a.get());
   return a;
 }
 

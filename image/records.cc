@@ -36,6 +36,24 @@ std::vector<std::string> strings_at(const json& j, const char* key) {
   return out;
 }
 
+// What an image config and the store's own record share: the image's
+// created/architecture/os and its run config (OCI "config" object, whose
+// ExposedPorts the callers read, each in its own shape). Returns "config".
+json::const_iterator read_common(const json& j, Image& img) {
+  img.created = str_at(j, "created");
+  img.architecture = str_at(j, "architecture");
+  img.os = str_at(j, "os");
+  auto cfg = j.find("config");
+  if (cfg != j.end() && cfg->is_object()) {
+    img.config.entrypoint = strings_at(*cfg, "Entrypoint");
+    img.config.cmd = strings_at(*cfg, "Cmd");
+    img.config.env = strings_at(*cfg, "Env");
+    img.config.working_dir = str_at(*cfg, "WorkingDir");
+    img.config.user = str_at(*cfg, "User");
+  }
+  return cfg;
+}
+
 uint64_t u64_at(const json& j, const char* key) {
   if (!j.is_object()) return 0;
   auto it = j.find(key);
@@ -80,16 +98,8 @@ Result<Image> parse_image_config(std::string_view config_json, std::vector<std::
   json j = json::parse(config_json, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return err("config is not a JSON object");
   Image img;
-  img.created = str_at(j, "created");
-  img.architecture = str_at(j, "architecture");
-  img.os = str_at(j, "os");
-  auto cfg = j.find("config");
+  auto cfg = read_common(j, img);
   if (cfg != j.end() && cfg->is_object()) {
-    img.config.entrypoint = strings_at(*cfg, "Entrypoint");
-    img.config.cmd = strings_at(*cfg, "Cmd");
-    img.config.env = strings_at(*cfg, "Env");
-    img.config.working_dir = str_at(*cfg, "WorkingDir");
-    img.config.user = str_at(*cfg, "User");
     auto ports = cfg->find("ExposedPorts");
     if (ports != cfg->end() && ports->is_object())
       for (const auto& [port, _] : ports->items())
@@ -142,18 +152,8 @@ Result<ImageRecord> record_from_json(std::string_view text, const std::string& w
   ImageRecord r;
   Image& img = r.image;
   img.id = str_at(j, "id");
-  img.created = str_at(j, "created");
-  img.architecture = str_at(j, "architecture");
-  img.os = str_at(j, "os");
-  auto cfg = j.find("config");
-  if (cfg != j.end() && cfg->is_object()) {
-    img.config.entrypoint = strings_at(*cfg, "Entrypoint");
-    img.config.cmd = strings_at(*cfg, "Cmd");
-    img.config.env = strings_at(*cfg, "Env");
-    img.config.working_dir = str_at(*cfg, "WorkingDir");
-    img.config.user = str_at(*cfg, "User");
-    img.config.exposed_ports = strings_at(*cfg, "ExposedPorts");
-  }
+  auto cfg = read_common(j, img);
+  if (cfg != j.end() && cfg->is_object()) img.config.exposed_ports = strings_at(*cfg, "ExposedPorts");
   auto layers = j.find("layers");
   if (layers != j.end() && layers->is_array()) {
     for (const auto& l : *layers) {

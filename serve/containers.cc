@@ -15,18 +15,13 @@
 
 #include "image/container_spec.h"
 #include "serve/vm_memory.h"
+#include "vmm/machine.h"
 
 namespace vicvmm::serve {
 
 using nlohmann::json;
 
 namespace {
-
-uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 tl::unexpected<Error> api_err(int code, std::string message) { return tl::unexpected(Error{std::move(message), code}); }
 

@@ -7,18 +7,13 @@
 #include <fstream>
 
 #include "serve/vm_memory.h"
+#include "vmm/machine.h"
 
 namespace vicvmm::serve {
 
 using nlohmann::json;
 
 namespace {
-
-uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // utime + stime of the VMM process (every thread: vCPU, I/O, network).
 uint64_t cpu_ns(pid_t pid) {

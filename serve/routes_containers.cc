@@ -7,6 +7,7 @@
 
 #include <boost/asio/redirect_error.hpp>
 
+#include "vmm/machine.h"
 #include "serve/containers.h"
 #include "serve/routes.h"
 #include "serve/vm_memory.h"
@@ -43,12 +44,6 @@ std::string rfc3339(uint64_t ns) {
   return fmt::format("{}.{:09d}Z", buf, ns % 1'000'000'000ull);
 }
 
-uint64_t now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 std::string human_duration(uint64_t ns) {
   uint64_t s = ns / 1'000'000'000ull;
   if (s < 1) return "Less than a second";
@@ -58,9 +53,9 @@ std::string human_duration(uint64_t ns) {
 }
 
 std::string status_text(const Container& c) {
-  if (c.state == "running") return "Up " + human_duration(now_ns() - c.started_ns);
+  if (c.state == "running") return "Up " + human_duration(realtime_ns() - c.started_ns);
   if (c.state == "exited")
-    return fmt::format("Exited ({}) {} ago", c.exit_code, human_duration(now_ns() - c.finished_ns));
+    return fmt::format("Exited ({}) {} ago", c.exit_code, human_duration(realtime_ns() - c.finished_ns));
   return c.state == "starting" ? "Starting" : "Created";
 }
 
@@ -249,7 +244,7 @@ void add_container_routes(Router& r, const Context& ctx) {
     if (!c) co_return api_error(c.error());
     const std::string id = c->id;
     const std::string condition = req.query.count("condition") ? req.query["condition"] : "not-running";
-    const uint64_t asked = now_ns();
+    const uint64_t asked = realtime_ns();
     // Headers now: `docker run` starts the container only once it has them.
     if (!co_await conn.begin_stream(200, "application/json")) co_return Response{};
     int code = c->exit_code;
@@ -284,7 +279,7 @@ void add_container_routes(Router& r, const Context& ctx) {
     if (!c) co_return api_error(c.error());
     const std::string id = c->id, path = m->log_path(id);
     const bool want_out = query_flag(req, "stdout"), want_err = query_flag(req, "stderr");
-    const uint64_t since = now_ns();
+    const uint64_t since = realtime_ns();
     const bool was_exited = c->state == "exited";
     uint64_t offset = 0;
     if (c->state == "running" || was_exited) read_more(path, offset);  // only what comes next
@@ -328,7 +323,7 @@ void add_container_routes(Router& r, const Context& ctx) {
     const bool want_out = query_flag(req, "stdout"), want_err = query_flag(req, "stderr");
     if (!want_out && !want_err) co_return error_response(400, "You must choose at least one stream");
     if (!co_await conn.begin_stream(200, "application/vnd.docker.raw-stream")) co_return Response{};
-    const uint64_t since = now_ns();
+    const uint64_t since = realtime_ns();
     const bool was_exited = c->state == "exited";
     uint64_t offset = 0;
     std::string carry;
@@ -403,14 +398,14 @@ void add_container_routes(Router& r, const Context& ctx) {
       }
     }
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    json j = {{"read", rfc3339(now_ns())},
+    json j = {{"read", rfc3339(realtime_ns())},
               {"preread", "0001-01-01T00:00:00Z"},
               {"id", c->id},
               {"name", "/" + c->name},
               {"pids_stats", {{"current", c->state == "running" ? 1 : 0}}},
               {"memory_stats", {{"usage", mem}, {"limit", static_cast<uint64_t>(pages) * static_cast<uint64_t>(page)},
                                 {"stats", json::object()}}},
-              {"cpu_stats", {{"cpu_usage", {{"total_usage", cpu_ns}}}, {"system_cpu_usage", now_ns()},
+              {"cpu_stats", {{"cpu_usage", {{"total_usage", cpu_ns}}}, {"system_cpu_usage", realtime_ns()},
                              {"online_cpus", sysconf(_SC_NPROCESSORS_ONLN)}}},
               {"precpu_stats", {{"cpu_usage", {{"total_usage", 0}}}, {"system_cpu_usage", 0}}},
               {"networks", json::object()},

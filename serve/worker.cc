@@ -24,12 +24,6 @@ constexpr int kExitWorkerFailed = 125;  // as the CLI: the VMM could not run the
 constexpr int kExitStopped = 143;       // 128 + SIGTERM: docker stop
 constexpr int kExitGuestFailed = 126;
 
-uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 // Appends whole frames: a short write would tear the framing for readers.
 void append_all(int fd, const std::string& bytes) {
   size_t done = 0;

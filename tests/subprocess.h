@@ -7,6 +7,9 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -74,6 +77,40 @@ inline Outcome run_process(const std::vector<std::string>& argv, const std::vect
   close(err_fd);
   return o;
 }
+
+// The absolute path of a tool on PATH ("" when missing): run_process does
+// not search PATH.
+inline std::string which(const std::string& tool) {
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path ? path : "/usr/bin:/bin");
+  std::string d;
+  while (std::getline(dirs, d, ':'))
+    if (!d.empty() && access((d + "/" + tool).c_str(), X_OK) == 0) return d + "/" + tool;
+  return "";
+}
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// A temporary directory, removed with everything in it at scope end.
+struct ScratchDir {
+  std::string path;
+  ScratchDir() {
+    char t[] = "/tmp/vicvmm-test-XXXXXX";
+    path = mkdtemp(t);
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string operator/(const std::string& name) const { return path + "/" + name; }
+};
 
 inline std::string vicvmm_bin() {
   const char* b = std::getenv("VICVMM_BIN");

@@ -82,6 +82,8 @@ struct MachineStats {
 };
 
 uint64_t monotonic_ns();
+// CLOCK_REALTIME in ns: wall-clock stamps (records, a guest's clock).
+uint64_t realtime_ns();
 
 class Machine {
  public:

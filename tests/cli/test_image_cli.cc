@@ -23,36 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The absolute path of a tool on PATH ("" when missing): run_process does
-// not search PATH.
-std::string which(const std::string& tool) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/bin:/bin");
-  std::string d;
-  while (std::getline(dirs, d, ':'))
-    if (!d.empty() && access((d + "/" + tool).c_str(), X_OK) == 0) return d + "/" + tool;
-  return "";
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-struct Scratch {
-  std::string path;
-  Scratch() {
-    char t[] = "/tmp/vicvmm-image-cli-XXXXXX";
-    path = mkdtemp(t);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 Outcome run_ok(const std::vector<std::string>& argv, const std::vector<std::string>& env = {},
                const std::string& stdin_path = "/dev/null") {
   Outcome o = run_process(argv, env, stdin_path);
@@ -79,7 +49,7 @@ TEST_CASE("image load/ls/inspect/tag/disk/rm with umoci and skopeo images", "[im
     WARN("skipped: needs umoci, skopeo, fsck.erofs and tar (tools/setup installs them)");
     return;
   }
-  Scratch s;
+  ScratchDir s;
   std::string vicvmm = vicvmm_bin();
   std::vector<std::string> env = {"XDG_STATE_HOME=" + s.path + "/state", "VICVMM_IMAGE_MAX_SIZE="};
   auto vic = [&](std::vector<std::string> args, const std::string& stdin_path = "/dev/null") {
@@ -202,7 +172,7 @@ TEST_CASE("image import of a directory and a tar", "[image][cli]") {
     WARN("skipped: needs fsck.erofs and tar (tools/setup installs them)");
     return;
   }
-  Scratch s;
+  ScratchDir s;
   std::vector<std::string> env = {"XDG_STATE_HOME=" + s.path + "/state", "VICVMM_IMAGE_MAX_SIZE="};
   auto vic = [&](std::vector<std::string> args) {
     args.insert(args.begin(), vicvmm_bin());

@@ -30,18 +30,6 @@ std::string shared_state() {
   return env_or("XDG_CACHE_HOME", env_or("HOME", "/root") + "/.cache") + "/vicvmm/test-state";
 }
 
-struct Scratch {
-  std::string path;
-  Scratch() {
-    char t[] = "/tmp/vicvmm-docker-test-XXXXXX";
-    path = mkdtemp(t);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 struct Docker {
   std::string bin, sock;
   std::vector<std::string> env;
@@ -73,7 +61,7 @@ TEST_CASE("docker CLI: containers are VMs (run, -i, -d -p, ps, logs, stats, stop
   std::string docker = access("/usr/bin/docker", X_OK) == 0 ? "/usr/bin/docker" : which("docker");
   REQUIRE_FALSE(docker.empty());  // tools/setup installs docker.io (the client is all we use)
   REQUIRE(access("/bin/busybox", X_OK) == 0);
-  Scratch s;
+  ScratchDir s;
   fs::create_directories(s.path + "/docker-config");
   const uint16_t http_port = free_port();  // the web page, for the browser
   const std::vector<std::string> serve_args = {"--http", "127.0.0.1:" + std::to_string(http_port)};
@@ -185,12 +173,7 @@ TEST_CASE("docker CLI: containers are VMs (run, -i, -d -p, ps, logs, stats, stop
   CHECK(http_get_retry(port, std::chrono::seconds(10)).find("hello-from-a-vm") != std::string::npos);
   serve = std::make_unique<ServeProcess>(s.path, serve_args, shared_state());
   bool ready = serve->wait_ready(600);
-  if (!ready) {
-    std::ifstream log(s.path + "/serve.log");
-    std::stringstream text;
-    text << log.rdbuf();
-    FAIL_CHECK("serve did not come back; its log:\n" << text.str());
-  }
+  if (!ready) FAIL_CHECK("serve did not come back; its log:\n" << slurp(s.path + "/serve.log"));
   REQUIRE(ready);
   dock.sock = serve->sock;
   Outcome ps2 = dock({"ps", "--format", "{{.Names}} {{.Status}}"});

@@ -28,18 +28,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Scratch {
-  std::string path;
-  Scratch() {
-    char t[] = "/tmp/vicvmm-serve-test-XXXXXX";
-    path = mkdtemp(t);
-  }
-  ~Scratch() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
 // Sends `request` as is and returns everything the server answers until it
 // closes the connection (the requests say Connection: close or are bad).
 std::string raw_http(const std::string& sock, const std::string& request, bool half_close = false) {
@@ -61,13 +49,6 @@ std::string ping(const std::string& sock) {
   return raw_http(sock, "GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n");
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 TEST_CASE("the docker CLI against vicvmm serve", "[serve][docker]") {
@@ -78,7 +59,7 @@ TEST_CASE("the docker CLI against vicvmm serve", "[serve][docker]") {
     WARN("skipped: needs docker (docker.io), umoci, skopeo, tar (tools/setup installs them)");
     return;
   }
-  Scratch s;
+  ScratchDir s;
   fs::create_directories(s.path + "/docker-config");
   ServeProcess serve(s.path, {"--max-body", "64K", "--no-containers"});
   REQUIRE(serve.wait_ready());
@@ -282,7 +263,7 @@ TEST_CASE("the docker CLI against vicvmm serve", "[serve][docker]") {
 }
 
 TEST_CASE("vicvmm serve refuses what it cannot serve safely", "[serve]") {
-  Scratch s;
+  ScratchDir s;
   std::string vicvmm = vicvmm_bin();
   std::vector<std::string> env = {"XDG_STATE_HOME=" + s.path + "/state"};
   Outcome o = run_process({vicvmm, "serve", "--socket", s.path + "/a.sock", "--http", "0.0.0.0:2375"}, env);

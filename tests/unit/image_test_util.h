@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/subprocess.h"
+
 namespace vicvmm::test {
 
 struct TarMember {
@@ -103,30 +105,9 @@ inline void write_tar(const std::string& path, const std::vector<TarMember>& mem
   archive_write_free(a);
 }
 
-inline std::string slurp(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 inline void spit(const std::string& path, const std::string& data) {
   std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
 }
-
-// A fresh directory under /tmp, removed with everything in it at scope end.
-struct ScratchDir {
-  std::string path;
-  ScratchDir() {
-    char t[] = "/tmp/vicvmm-image-test-XXXXXX";
-    path = mkdtemp(t);
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return path + "/" + name; }
-};
 
 // Entries directly in `dir` (0 when it does not exist).
 inline size_t count_entries(const std::string& dir) {

@@ -33,12 +33,6 @@ std::array<uint64_t, 4> fresh_seed() {
   return s;
 }
 
-uint64_t realtime_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 void print_summary(const std::vector<Sample>& samples, double wall_s, const ClonePool* pool) {
   std::fflush(stdout);  // the clones' output first, then the summary
   std::vector<double> first, pers, exit;
