@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "image/container_spec.h"
+#include "image/users.h"
 #include "serve/vm_memory.h"
 #include "vmm/machine.h"
 
@@ -128,11 +129,13 @@ bool is_worker(pid_t pid) {
 }  // namespace
 
 Result<std::unique_ptr<ContainerManager>> ContainerManager::open(std::string root, image::Store& store,
-                                                                 WorkerPool& workers, std::string base_template) {
+                                                                 WorkerPool& workers, std::string base_template,
+                                                                 std::string templates_dir) {
   std::error_code ec;
   std::filesystem::create_directories(root, ec);
   if (ec) return err("containers directory {}: {}", root, ec.message());
-  std::unique_ptr<ContainerManager> m(new ContainerManager(std::move(root), store, workers, std::move(base_template)));
+  std::unique_ptr<ContainerManager> m(
+      new ContainerManager(std::move(root), store, workers, std::move(base_template), std::move(templates_dir)));
   m->load_all();
   m->workers_.warm(m->base_);
   m->monitor_ = std::thread([p = m.get()] { p->monitor(); });
@@ -273,7 +276,19 @@ Result<std::string> ContainerManager::create(const json& body, const std::string
   c.spec.tty = body.value("Tty", false);
   c.spec.open_stdin = body.value("OpenStdin", false);
   c.spec.exit_file = root_ + "/" + c.id + "/exit.json";
-  VIC_ASSIGN(c.spec.image_disk, store_.erofs_disk(*img));  // built on first use of the image
+  // A template of this image (the newest by name order is as good as any):
+  // clones of it start in the image already. Else the base template, with
+  // the image's disk attached at start.
+  std::string own_template;
+  if (!templates_.empty())
+    for (const auto& tname : image::templates_using(img->id, image::template_images(templates_)))
+      if (access((templates_ + "/" + tname + "/state.bin").c_str(), F_OK) == 0) own_template = templates_ + "/" + tname;
+  if (own_template.empty()) {
+    c.spec.template_dir = base_;
+    VIC_ASSIGN(c.spec.image_disk, store_.erofs_disk(*img));  // built on first use of the image
+  } else {
+    c.spec.template_dir = own_template;
+  }
 
   std::lock_guard lock(mu_);
   for (const auto& [id, other] : containers_)
@@ -314,7 +329,7 @@ Result<> ContainerManager::start(const std::string& ref) {
   ::unlink(spec.exit_file.c_str());
   UniqueFd log(::open(log_path(id).c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
   if (!log) return fail(sys_err("container {}: opening its log", id.substr(0, 12)).value());
-  auto worker = workers_.acquire(base_);
+  auto worker = workers_.acquire(spec.template_dir.empty() ? base_ : spec.template_dir);
   if (!worker) return fail(worker.error());
   UniqueFd input;
   {

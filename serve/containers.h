@@ -47,10 +47,12 @@ struct Container {
 
 class ContainerManager {
  public:
-  // `root`: the containers' directory; `base_template`: the template every
-  // container is cloned from (booted with an empty disk slot).
+  // `root`: the containers' directory; `base_template`: the template a
+  // container is cloned from (booted with an empty disk slot) unless its
+  // image has a template of its own in `templates_dir` (template create
+  // --image), which starts it about twice as fast (its page cache is warm).
   static Result<std::unique_ptr<ContainerManager>> open(std::string root, image::Store& store, WorkerPool& workers,
-                                                        std::string base_template);
+                                                        std::string base_template, std::string templates_dir = "");
   ~ContainerManager();
 
   // POST /containers/create: docker's body; `name` may be empty.
@@ -81,8 +83,8 @@ class ContainerManager {
   size_t count(const std::string& state) const;
 
  private:
-  ContainerManager(std::string root, image::Store& store, WorkerPool& workers, std::string base)
-      : root_(std::move(root)), store_(store), workers_(workers), base_(std::move(base)) {}
+  ContainerManager(std::string root, image::Store& store, WorkerPool& workers, std::string base, std::string templates)
+      : root_(std::move(root)), store_(store), workers_(workers), base_(std::move(base)), templates_(std::move(templates)) {}
   Result<std::string> resolve_locked(const std::string& ref) const;
   Result<> save_locked(const Container& c) const;
   void load_all();
@@ -94,6 +96,7 @@ class ContainerManager {
   image::Store& store_;
   WorkerPool& workers_;
   std::string base_;
+  std::string templates_;  // where per-image templates are looked for
   mutable std::mutex mu_;
   std::map<std::string, Container> containers_;
   std::map<std::string, std::unique_ptr<Worker>> running_;  // our own workers, by container id

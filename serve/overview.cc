@@ -44,7 +44,8 @@ json overview(const std::vector<Container>& containers, const std::vector<image:
                 {"name", c.name},
                 {"image", c.image_ref},
                 {"image_id", c.image_id},
-                {"template", template_name},
+                {"template", c.spec.template_dir.empty() ? template_name
+                                                         : c.spec.template_dir.substr(c.spec.template_dir.rfind('/') + 1)},
                 {"state", c.state},
                 {"exit_code", c.exit_code},
                 {"error", c.error},

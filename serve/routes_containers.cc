@@ -135,7 +135,7 @@ json inspect(const Container& c) {
           {"Config", config},
           {"NetworkSettings", {{"Ports", ports}, {"IPAddress", "10.0.2.15"}, {"Networks", json::object()}}},
           {"Mounts", json::array()},
-          {"VicVmm", {{"Runtime", "vicvmm: a KVM microVM per container"}, {"ImageDisk", c.spec.image_disk}}}};
+          {"VicVmm", {{"Runtime", "vicvmm: a KVM microVM per container"}, {"ImageDisk", c.spec.image_disk}, {"Template", c.spec.template_dir}}}};
 }
 
 // Bytes [offset, end) of the log now; the offset moves past what was read.

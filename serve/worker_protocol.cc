@@ -38,7 +38,7 @@ Result<T> get(const nlohmann::json& j, const char* key) {
 nlohmann::json to_json(const ContainerSpec& s) {
   return {{"id", s.id},         {"argv", s.argv},       {"env", s.env},
           {"workdir", s.workdir}, {"user", s.user},       {"hostname", s.hostname},
-          {"image_disk", s.image_disk}, {"publish", s.publish}, {"tty", s.tty}, {"open_stdin", s.open_stdin},
+          {"image_disk", s.image_disk}, {"template_dir", s.template_dir}, {"publish", s.publish}, {"tty", s.tty}, {"open_stdin", s.open_stdin},
           {"exit_file", s.exit_file},   {"clone_id", s.clone_id}};
 }
 
@@ -52,6 +52,7 @@ Result<ContainerSpec> spec_from_json(const nlohmann::json& j) {
   VIC_ASSIGN(s.user, get<std::string>(j, "user"));
   VIC_ASSIGN(s.hostname, get<std::string>(j, "hostname"));
   VIC_ASSIGN(s.image_disk, get<std::string>(j, "image_disk"));
+  VIC_ASSIGN(s.template_dir, get<std::string>(j, "template_dir"));
   VIC_ASSIGN(s.publish, get<std::vector<std::string>>(j, "publish"));
   VIC_ASSIGN(s.tty, get<bool>(j, "tty"));
   VIC_ASSIGN(s.open_stdin, get<bool>(j, "open_stdin"));

@@ -28,6 +28,7 @@ struct ContainerSpec {
   std::vector<std::string> argv, env;
   std::string workdir, user, hostname;
   std::string image_disk;  // non-empty: attach into the base template's empty slot
+  std::string template_dir;  // the template the container is a clone of
   std::vector<std::string> publish;  // "[HOSTIP:]HOSTPORT:GUESTPORT[/proto]"
   bool tty = false;        // output not framed (docker's TTY mode)
   bool open_stdin = false; // the start message carries a stdin descriptor too

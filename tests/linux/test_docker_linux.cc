@@ -189,6 +189,20 @@ TEST_CASE("docker CLI: containers are VMs (run, -i, -d -p, ps, logs, stats, stop
   Outcome rm_unknown = dock({"rm", "web"});
   CHECK(rm_unknown.status == 1);
   CHECK(rm_unknown.err.find("No such container: web") != std::string::npos);
+  // With a template of its own, an image's containers are clones of that
+  // template (warm page cache) instead of the base one.
+  std::vector<std::string> vic_env = {"XDG_STATE_HOME=" + shared_state()};
+  Outcome tc = run_process({vicvmm_bin(), "template", "create", "bbt-docker", "--image", "bb-test:1", "--force"}, vic_env);
+  CAPTURE(tc.out, tc.err);
+  REQUIRE(tc.status == 0);
+  Outcome own = dock({"run", "--name", "own", "bb-test:1", "sh", "-c", "echo from-its-template"});
+  CHECK(own.out == "from-its-template\n");
+  Outcome which_tmpl = dock({"inspect", "-f", "{{.VicVmm.Template}}", "own"});
+  CHECK(which_tmpl.out.find("/bbt-docker\n") != std::string::npos);
+  CHECK(dock({"rm", "own"}).status == 0);
+  Outcome in_use = dock({"rmi", "bb-test:1"});
+  CHECK(in_use.status == 1);  // the template still boots from it
+  CHECK(run_process({vicvmm_bin(), "template", "rm", "bbt-docker"}, vic_env).status == 0);
   CHECK(dock({"rmi", "bb-test:1"}).status == 0);
   CHECK(serve->stop() == 0);
 }

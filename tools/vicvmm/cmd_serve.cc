@@ -55,7 +55,7 @@ int cmd_serve(const ServeOptions& o) {
     if (n <= 0) return fail("containers: cannot find this program's path (/proc/self/exe)");
     self[n] = '\0';
     workers = std::make_unique<serve::WorkerPool>(self, o.ready_workers);
-    auto m = serve::ContainerManager::open(state_dir() + "/containers", *store, *workers, *base_dir);
+    auto m = serve::ContainerManager::open(state_dir() + "/containers", *store, *workers, *base_dir, templates_dir());
     if (!m) return fail(m.error().message);
     containers = std::move(*m);
   }
