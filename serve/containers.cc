@@ -128,6 +128,13 @@ bool is_worker(pid_t pid) {
 
 }  // namespace
 
+std::vector<std::string> containers_using(const std::vector<Container>& containers, const std::string& image_id) {
+  std::vector<std::string> names;
+  for (const auto& c : containers)
+    if (c.image_id == image_id) names.push_back(c.name);
+  return names;
+}
+
 Result<std::unique_ptr<ContainerManager>> ContainerManager::open(std::string root, image::Store& store,
                                                                  WorkerPool& workers, std::string base_template,
                                                                  std::string templates_dir) {

@@ -45,6 +45,10 @@ struct Container {
   pid_t pid = 0;      // the worker process while running
 };
 
+// The names of the containers (any state) made from image `image_id`:
+// the image must stay while they exist.
+std::vector<std::string> containers_using(const std::vector<Container>& containers, const std::string& image_id);
+
 class ContainerManager {
  public:
   // `root`: the containers' directory; `base_template`: the template a

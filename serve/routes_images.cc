@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "image/users.h"
+#include "serve/containers.h"
 #include "serve/routes.h"
 
 namespace vicvmm::serve {
@@ -245,22 +246,23 @@ void add_image_routes(Router& r, const Context& ctx) {
     co_return res;
   });
 
-  r.add(http::verb::delete_, "/images/{name}", [store, dir = ctx.templates_dir](Request& req, Connection& conn)
-                                                   -> asio::awaitable<Response> {
+  r.add(http::verb::delete_, "/images/{name}", [store, dir = ctx.templates_dir, containers = ctx.containers](
+                                                   Request& req, Connection& conn) -> asio::awaitable<Response> {
     std::string ref = req.params["name"];
     struct Outcome {
       json deleted = json::array();
       bool in_use = false;
     };
-    auto job = [store, ref, dir]() -> Result<Outcome> {
+    auto job = [store, ref, dir, containers]() -> Result<Outcome> {
       Outcome o;
       VIC_ASSIGN(image::Image before, store->resolve(ref));
       auto templates = image::template_images(dir);
       auto removed = store->remove(ref, [&](const image::Image& img) -> std::optional<std::string> {
         auto users = image::templates_using(img.id, templates);
-        if (users.empty()) return std::nullopt;
+        auto in_containers = containers ? containers_using(containers->list(), img.id) : std::vector<std::string>{};
+        if (users.empty() && in_containers.empty()) return std::nullopt;
         o.in_use = true;
-        return "template " + users.front();
+        return in_containers.empty() ? "template " + users.front() : "container " + in_containers.front();
       });
       if (!removed) {
         if (!o.in_use) return tl::unexpected(removed.error());

@@ -199,6 +199,9 @@ TEST_CASE("docker CLI: containers are VMs (run, -i, -d -p, ps, logs, stats, stop
   CHECK(own.out == "from-its-template\n");
   Outcome which_tmpl = dock({"inspect", "-f", "{{.VicVmm.Template}}", "own"});
   CHECK(which_tmpl.out.find("/bbt-docker\n") != std::string::npos);
+  Outcome used = dock({"rmi", "bb-test:1"});  // container "own" still exists (stopped)
+  CHECK(used.status == 1);
+  CHECK(used.err.find("container own") != std::string::npos);
   CHECK(dock({"rm", "own"}).status == 0);
   Outcome in_use = dock({"rmi", "bb-test:1"});
   CHECK(in_use.status == 1);  // the template still boots from it

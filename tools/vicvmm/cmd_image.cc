@@ -10,6 +10,7 @@
 
 #include "image/store.h"
 #include "image/users.h"
+#include "serve/containers.h"
 #include "tools/vicvmm/commands.h"
 #include "tools/vicvmm/options.h"
 
@@ -46,8 +47,13 @@ Result<image::Store> open_store(const std::string& max_size = {}) {
 
 std::map<std::string, std::string> template_images() { return image::template_images(templates_dir()); }
 
+// Templates made from the image and serve's containers made from it.
 std::vector<std::string> users_of(const std::string& id, const std::map<std::string, std::string>& templates) {
-  return image::templates_using(id, templates);
+  std::vector<std::string> users;
+  for (const auto& c : serve::containers_using(serve::ContainerManager::read_records(state_dir() + "/containers"), id))
+    users.push_back("container " + c);
+  for (const auto& t : image::templates_using(id, templates)) users.push_back("template " + t);
+  return users;
 }
 
 std::string human_size(uint64_t bytes) {
@@ -126,7 +132,7 @@ int cmd_image_ls() {
   std::vector<std::vector<std::string>> rows = {{"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "DISK", "USED BY"}};
   for (const auto& img : *images) {
     std::string used;
-    for (const auto& t : users_of(img.id, templates)) used += (used.empty() ? "template " : ",") + t;
+    for (const auto& u : users_of(img.id, templates)) used += (used.empty() ? "" : ",") + u;
     std::vector<std::string> tail = {img.id.substr(0, 12), human_age(img.created), human_size(img.size),
                                      img.erofs_size ? human_size(img.erofs_size) : "-", used.empty() ? "-" : used};
     std::vector<std::string> tags = img.tags.empty() ? std::vector<std::string>{"<none>:<none>"} : img.tags;
@@ -181,7 +187,7 @@ int cmd_image_rm(const std::string& ref) {
   auto r = store->remove(ref, [&](const image::Image& img) -> std::optional<std::string> {
     auto users = users_of(img.id, templates);
     if (users.empty()) return std::nullopt;
-    return "template " + users.front();
+    return users.front();
   });
   if (!r) return fail(r.error().message);
   if (auto after = store->resolve("sha256:" + before->id); after) {
