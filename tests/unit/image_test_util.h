@@ -63,10 +63,13 @@ inline TarMember tar_hardlink(std::string name, std::string target) {
 }
 
 // Writes a pax tar (optionally gzip-compressed) of `members` to `path`.
-inline void write_tar(const std::string& path, const std::vector<TarMember>& members, bool gzip = false) {
+enum class Compression { kNone, kGzip, kZstd };
+
+inline void write_tar(const std::string& path, const std::vector<TarMember>& members, Compression c) {
   archive* a = archive_write_new();
   archive_write_set_format_pax_restricted(a);
-  if (gzip) archive_write_add_filter_gzip(a);
+  if (c == Compression::kGzip) archive_write_add_filter_gzip(a);
+  if (c == Compression::kZstd) archive_write_add_filter_zstd(a);
   archive_write_open_filename(a, path.c_str());
   for (const auto& m : members) {
     archive_entry* e = archive_entry_new();
@@ -103,6 +106,10 @@ inline void write_tar(const std::string& path, const std::vector<TarMember>& mem
   }
   archive_write_close(a);
   archive_write_free(a);
+}
+
+inline void write_tar(const std::string& path, const std::vector<TarMember>& members, bool gzip = false) {
+  write_tar(path, members, gzip ? Compression::kGzip : Compression::kNone);
 }
 
 inline void spit(const std::string& path, const std::string& data) {

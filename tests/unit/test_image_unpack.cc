@@ -237,3 +237,18 @@ TEST_CASE("unpack keeps links, devices, modes, owners, times and xattrs", "[imag
   CHECK(st.st_mtime == 1700000000);  // set after its contents
   CHECK(t.state.stats.bytes == 3);
 }
+
+TEST_CASE("unpack reads zstd and gzip layers as well as plain ones", "[image]") {
+  for (Compression c : {Compression::kNone, Compression::kGzip, Compression::kZstd}) {
+    Tree t;
+    std::string layer = t.scratch / "layer.tar.any";
+    write_tar(layer, {tar_dir("etc"), tar_file("etc/hello", "compressed or not\n")}, c);
+    const std::string head = slurp(layer).substr(0, 4);
+    if (c == Compression::kZstd) CHECK(head == std::string("\x28\xb5\x2f\xfd", 4));  // really zstd
+    if (c == Compression::kGzip) CHECK(head.substr(0, 2) == std::string("\x1f\x8b", 2));
+    auto r = t.apply_file(layer);
+    INFO(static_cast<int>(c) << ": " << error_of(r));
+    REQUIRE(r);
+    CHECK(slurp(t.at("etc/hello")) == "compressed or not\n");
+  }
+}
