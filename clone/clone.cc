@@ -57,6 +57,7 @@ Result<std::unique_ptr<Clone>> Clone::create(const Kvm& kvm, std::shared_ptr<con
     if (spec.device_id == virtio::kDeviceConsole) {
       c->stdio_ = std::static_pointer_cast<virtio::Console>(*dev);
       c->stdio_->set_output([self = c.get()](uint32_t port, std::span<const uint8_t> b) { self->on_stdio(port, b); });
+      c->exec_ = ExecChannel::over(c->stdio_);
     }
     if (spec.device_id == virtio::kDeviceNet) c->net_ = std::static_pointer_cast<virtio::Net>(*dev);
     if (spec.device_id == virtio::kDeviceBlock && spec.path.empty() && !c->image_slot_) {
@@ -75,6 +76,10 @@ Result<std::unique_ptr<Clone>> Clone::create(const Kvm& kvm, std::shared_ptr<con
 }
 
 void Clone::on_stdio(uint32_t port, std::span<const uint8_t> bytes) {
+  if (port == virtio::Console::kExecOut) {
+    if (exec_) exec_->on_guest_bytes(bytes);
+    return;
+  }
   if (opts_.on_output) {
     opts_.on_output(id_, port, bytes);
     return;
@@ -161,7 +166,9 @@ Result<> Clone::start(const AgentRequest& personality, uint64_t requested_ns) {
 }
 
 Result<StopInfo> Clone::run() {
+  if (exec_) exec_->reopen();
   auto stop = machine_->run();  // takes the guest's last output too
+  if (exec_) exec_->close("the container's VM stopped");
   if (!opts_.on_output && opts_.on_console_line)
     for (auto& line : partial_lines_)
       if (!line.empty()) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "clone/template.h"
+#include "vmm/agent/exec_channel.h"
 #include "vmm/agent/mailbox.h"
 #include "vmm/machine.h"
 #include "vmm/virtio/block.h"
@@ -95,6 +96,11 @@ class Clone {
   static Result<std::unique_ptr<Clone>> from_diff(const Kvm& kvm, std::shared_ptr<const Template> base,
                                                   const std::string& dir, const CloneOptions& opts = {});
 
+  // More processes in the running clone (docker exec), when its template
+  // has a virtio-console; null otherwise. Sessions end when the VM stops.
+  // Shared: a session's threads may outlive the clone by a moment.
+  std::shared_ptr<ExecChannel> exec() { return exec_; }
+
   CloneTimes times() const;
   Machine& machine() { return *machine_; }
   uint32_t id() const { return id_; }
@@ -110,6 +116,7 @@ class Clone {
   CloneOptions opts_;
   std::array<std::string, 3> partial_lines_;  // per port, for the line fallback
   std::shared_ptr<virtio::Console> stdio_;
+  std::shared_ptr<ExecChannel> exec_;  // over stdio_'s exec ports
   std::shared_ptr<virtio::Net> net_;
   std::shared_ptr<virtio::Block> image_slot_;  // the template's empty disk slot, if any
   size_t image_slot_index_ = 0;                // its virtio slot

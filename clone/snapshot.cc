@@ -519,9 +519,13 @@ Result<std::vector<uint8_t>> encode_payload(const TemplateState& s) {
   encode_serial(w, s.serial);
   end_section(w, len_at);
   if (s.devices.size() > kMaxDevices) return err("{} devices, the format allows at most {}", s.devices.size(), kMaxDevices);
-  for (const auto& d : s.devices)
-    if (d.spec.path.size() > kMaxDevicePath || d.transport.queues.size() > kMaxDeviceQueues)
-      return err("device {}: a path or queue count the format cannot hold", d.spec.path);
+  for (const auto& d : s.devices) {
+    if (d.spec.path.size() > kMaxDevicePath)
+      return err("device {}: a {}-byte path, the format allows at most {}", d.spec.path, d.spec.path.size(), kMaxDevicePath);
+    if (d.transport.queues.size() > kMaxDeviceQueues)
+      return err("device {} (virtio id {}): {} queues, the format allows at most {}", d.spec.path, d.spec.device_id,
+                 d.transport.queues.size(), kMaxDeviceQueues);
+  }
   begin_section(w, kDevices, len_at);
   encode_devices(w, s.devices);
   end_section(w, len_at);

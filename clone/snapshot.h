@@ -107,7 +107,7 @@ inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint32_t kMaxMsrs = 4096;
 inline constexpr uint32_t kMaxCpuidEntries = 512;
 inline constexpr uint32_t kMaxDevices = 16;      // virtio::kMaxSlots
-inline constexpr uint32_t kMaxDeviceQueues = 8;
+inline constexpr uint32_t kMaxDeviceQueues = 16;  // virtio-console with 5 ports has 12
 inline constexpr uint32_t kMaxDevicePath = 4096;
 inline constexpr uint64_t kMaxPayloadSize = 1 << 20;  // a valid payload is < 100 KiB
 

@@ -15,6 +15,7 @@
 
 #include "image/container_spec.h"
 #include "image/users.h"
+#include "serve/api_error.h"
 #include "serve/vm_memory.h"
 #include "vmm/machine.h"
 
@@ -23,17 +24,6 @@ namespace vicvmm::serve {
 using nlohmann::json;
 
 namespace {
-
-tl::unexpected<Error> api_err(int code, std::string message) { return tl::unexpected(Error{std::move(message), code}); }
-
-std::string random_hex(size_t bytes) {
-  std::vector<uint8_t> b(bytes);
-  if (getrandom(b.data(), b.size(), 0) != static_cast<ssize_t>(b.size()))
-    for (auto& x : b) x = static_cast<uint8_t>(realtime_ns() >> 3);
-  std::string s;
-  for (uint8_t x : b) s += fmt::format("{:02x}", x);
-  return s;
-}
 
 std::optional<std::string> read_file(const std::string& path) {
   std::ifstream in(path);
@@ -250,6 +240,7 @@ Result<std::string> ContainerManager::create(const json& body, const std::string
 
   Container c;
   c.id = random_hex(32);
+  if (c.id.empty()) return sys_err("container id: getrandom");
   c.name = name.empty() ? "vic_" + c.id.substr(0, 10) : name;
   c.image_ref = ref;
   c.image_id = img->id;
@@ -283,6 +274,7 @@ Result<std::string> ContainerManager::create(const json& body, const std::string
   c.spec.tty = body.value("Tty", false);
   c.spec.open_stdin = body.value("OpenStdin", false);
   c.spec.exit_file = root_ + "/" + c.id + "/exit.json";
+  c.spec.exec_socket = root_ + "/" + c.id + "/exec.sock";
   // A template of this image (the newest by name order is as good as any):
   // clones of it start in the image already. Else the base template, with
   // the image's disk attached at start.

@@ -1,11 +1,15 @@
 #include "serve/worker.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
+#include <condition_variable>
 #include <cstdio>
 #include <mutex>
 #include <thread>
@@ -52,6 +56,144 @@ int fail(int control, const std::string& message, const std::string& exit_file =
   (void)send_message(control, {{"error", message}});
   return kExitWorkerFailed;
 }
+
+// One `docker exec`: a session on the clone's exec channel whose output
+// goes to the client's stream socket and whose stdin comes from it; runs on
+// a detached thread of its own (the process ends with the container).
+void serve_exec(std::shared_ptr<ExecChannel> channel_ptr, UniqueFd conn) {
+  ExecChannel& channel = *channel_ptr;
+  auto msg = recv_message(conn.get(), "serve");
+  if (!msg) return;
+  auto body = msg->body.find("exec");
+  auto spec = body == msg->body.end() ? Result<ExecSpec>(err("expected an exec message")) : exec_spec_from_json(*body);
+  if (!spec) {
+    (void)send_message(conn.get(), {{"error", spec.error().message}});
+    return;
+  }
+  // No stream: a detached exec, whose output nobody reads.
+  auto stream = std::make_shared<UniqueFd>(msg->fds.empty() ? UniqueFd() : std::move(msg->fds[0]));
+  if (*stream) {
+    // A client that stops reading loses output rather than stalling the
+    // VM's I/O thread, which delivers it.
+    timeval tv{10, 0};
+    setsockopt(stream->get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
+  struct Done {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool over = false;
+  };
+  auto done = std::make_shared<Done>();
+  const int conn_fd = conn.get();
+  ExecEvents ev;
+  ev.output = [stream, tty = spec->tty, out = spec->attach_stdout, errs = spec->attach_stderr](
+                  uint32_t which, std::span<const uint8_t> bytes) {
+    if (!*stream || (which == 1 && !out) || (which == 2 && !errs)) return;
+    std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    std::string data = tty ? std::string(text) : frame(static_cast<uint8_t>(which), text);
+    for (size_t off = 0; off < data.size();) {
+      ssize_t n = ::send(stream->get(), data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // the client is gone or stalled: its output is dropped
+      off += static_cast<size_t>(n);
+    }
+  };
+  ev.started = [conn_fd](uint32_t pid) { (void)send_message(conn_fd, {{"started", true}, {"pid", pid}}); };
+  ev.exited = [conn_fd, done, stream](int status, const std::string& error) {
+    // The exit before the stream ends: serve records it, then closes its
+    // copy of the stream, and only then does the client see EOF.
+    (void)send_message(conn_fd, {{"exit", status}, {"error", error}});
+    if (*stream) ::shutdown(stream->get(), SHUT_RD);  // ends the stdin pump
+    std::lock_guard lock(done->mu);
+    done->over = true;
+    done->cv.notify_all();
+  };
+  ExecRequest req{spec->argv, spec->env, spec->workdir, spec->user, spec->tty, spec->open_stdin && *stream};
+  auto id = channel.start(req, ev);
+  if (!id) {
+    (void)send_message(conn_fd, {{"error", id.error().message}});
+    return;
+  }
+  if (auto hex = msg->body.find("stdin_hex"); req.open_stdin && hex != msg->body.end() && hex->is_string()) {
+    // What the client sent before serve handed its socket over.
+    std::string h = hex->get<std::string>();
+    std::vector<uint8_t> bytes;
+    for (size_t i = 0; i + 1 < h.size(); i += 2) {
+      uint8_t b = 0;
+      if (std::from_chars(h.data() + i, h.data() + i + 2, b, 16).ec != std::errc()) break;
+      bytes.push_back(b);
+    }
+    (void)channel.write_stdin(*id, bytes);
+  }
+  std::thread pump;
+  if (req.open_stdin) {
+    pump = std::thread([channel_ptr, stream, sid = *id, done] {
+      ExecChannel& ch = *channel_ptr;
+      char buf[16384];
+      for (;;) {
+        ssize_t n = ::recv(stream->get(), buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;  // EOF: the client's half-close ends stdin, not the output
+        if (!ch.write_stdin(sid, {reinterpret_cast<uint8_t*>(buf), static_cast<size_t>(n)})) break;
+      }
+      bool over;
+      {
+        std::lock_guard lock(done->mu);
+        over = done->over;
+      }
+      if (!over) (void)ch.close_stdin(sid);  // late is harmless: the guest drops it
+    });
+  }
+  // Resizes and signals until serve hangs up (after the exit).
+  for (;;) {
+    auto m = recv_message(conn_fd, "serve");
+    if (!m) break;
+    if (auto r = m->body.find("resize"); r != m->body.end() && r->is_array() && r->size() == 2 &&
+                                          (*r)[0].is_number_unsigned() && (*r)[1].is_number_unsigned())
+      (void)channel.resize(*id, static_cast<uint16_t>(std::min<uint64_t>((*r)[0].get<uint64_t>(), 0xffff)),
+                           static_cast<uint16_t>(std::min<uint64_t>((*r)[1].get<uint64_t>(), 0xffff)));
+    if (auto sg = m->body.find("signal"); sg != m->body.end() && sg->is_number_integer())
+      (void)channel.signal(*id, sg->get<int>());
+  }
+  {
+    std::unique_lock lock(done->mu);
+    done->cv.wait(lock, [&] { return done->over; });
+  }
+  if (pump.joinable()) pump.join();
+}
+
+// Accepts exec connections on the container's exec socket until stopped.
+class ExecListener {
+ public:
+  static Result<std::unique_ptr<ExecListener>> open(const std::string& path, std::shared_ptr<ExecChannel> channel) {
+    VIC_ASSIGN(UniqueFd sock, listen_seqpacket(path));
+    std::unique_ptr<ExecListener> l(new ExecListener(path, std::move(sock)));
+    l->thread_ = std::thread([p = l.get(), channel] {
+      for (;;) {
+        pollfd pf{p->sock_.get(), POLLIN, 0};
+        if (::poll(&pf, 1, 200) < 0 && errno != EINTR) return;
+        if (p->stop_) return;
+        if (!(pf.revents & POLLIN)) continue;
+        UniqueFd conn(::accept4(p->sock_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (!conn) continue;
+        std::thread(serve_exec, channel, std::move(conn)).detach();
+      }
+    });
+    return l;
+  }
+  ~ExecListener() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    ::unlink(path_.c_str());
+  }
+
+ private:
+  ExecListener(std::string path, UniqueFd sock) : path_(std::move(path)), sock_(std::move(sock)) {}
+  std::string path_;
+  UniqueFd sock_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -135,6 +277,14 @@ int worker_main(int control, const std::string& template_dir) {
   }
   if (auto r = (*clone)->start(req); !r) return fail(control, r.error().message, spec->exit_file);
 
+  // docker exec: from now until the VM stops (a failure here costs exec only).
+  std::unique_ptr<ExecListener> exec_listener;
+  if ((*clone)->exec() && !spec->exec_socket.empty()) {
+    auto l = ExecListener::open(spec->exec_socket, (*clone)->exec());
+    if (l) exec_listener = std::move(*l);
+    else std::fprintf(stderr, "vicvmm worker: %s (no exec in this container)\n", l.error().message.c_str());
+  }
+
   Machine& machine = (*clone)->machine();
   std::atomic<bool> done{false};
   std::thread stopper([&] {
@@ -146,9 +296,10 @@ int worker_main(int control, const std::string& template_dir) {
     }
   });
   (void)send_message(control, {{"started", true}, {"pid", getpid()}});
-  auto stop = (*clone)->run();
+  auto stop = (*clone)->run();  // ends every exec session too
   done = true;
   stopper.join();
+  exec_listener.reset();
 
   int status;
   std::string reason;

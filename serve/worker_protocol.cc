@@ -1,6 +1,10 @@
 #include "serve/worker_protocol.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -39,7 +43,7 @@ nlohmann::json to_json(const ContainerSpec& s) {
   return {{"id", s.id},         {"argv", s.argv},       {"env", s.env},
           {"workdir", s.workdir}, {"user", s.user},       {"hostname", s.hostname},
           {"image_disk", s.image_disk}, {"template_dir", s.template_dir}, {"publish", s.publish}, {"tty", s.tty}, {"open_stdin", s.open_stdin},
-          {"exit_file", s.exit_file},   {"clone_id", s.clone_id}};
+          {"exit_file", s.exit_file},   {"exec_socket", s.exec_socket}, {"clone_id", s.clone_id}};
 }
 
 Result<ContainerSpec> spec_from_json(const nlohmann::json& j) {
@@ -57,8 +61,71 @@ Result<ContainerSpec> spec_from_json(const nlohmann::json& j) {
   VIC_ASSIGN(s.tty, get<bool>(j, "tty"));
   VIC_ASSIGN(s.open_stdin, get<bool>(j, "open_stdin"));
   VIC_ASSIGN(s.exit_file, get<std::string>(j, "exit_file"));
+  VIC_ASSIGN(s.exec_socket, get<std::string>(j, "exec_socket"));
   VIC_ASSIGN(s.clone_id, get<uint32_t>(j, "clone_id"));
   if (s.argv.empty()) return err("container spec: no command");
+  return s;
+}
+
+nlohmann::json to_json(const ExecSpec& s) {
+  return {{"argv", s.argv}, {"env", s.env}, {"workdir", s.workdir}, {"user", s.user}, {"tty", s.tty},
+          {"open_stdin", s.open_stdin}, {"stdout", s.attach_stdout}, {"stderr", s.attach_stderr}};
+}
+
+Result<ExecSpec> exec_spec_from_json(const nlohmann::json& j) {
+  if (!j.is_object()) return err("exec spec: not a JSON object");
+  ExecSpec s;
+  VIC_ASSIGN(s.argv, get<std::vector<std::string>>(j, "argv"));
+  VIC_ASSIGN(s.env, get<std::vector<std::string>>(j, "env"));
+  VIC_ASSIGN(s.workdir, get<std::string>(j, "workdir"));
+  VIC_ASSIGN(s.user, get<std::string>(j, "user"));
+  VIC_ASSIGN(s.tty, get<bool>(j, "tty"));
+  VIC_ASSIGN(s.open_stdin, get<bool>(j, "open_stdin"));
+  VIC_ASSIGN(s.attach_stdout, get<bool>(j, "stdout"));
+  VIC_ASSIGN(s.attach_stderr, get<bool>(j, "stderr"));
+  if (s.argv.empty()) return err("exec spec: no command");
+  return s;
+}
+
+namespace {
+// "/proc/self/fd/N/NAME" for the directory of `path` opened as N: short
+// enough for sun_path whatever the state directory's length.
+struct UnixAddress {
+  UniqueFd dir;
+  sockaddr_un addr{};
+};
+Result<UnixAddress> unix_address(const std::string& path) {
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
+  std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+  UnixAddress a;
+  a.dir.reset(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!a.dir) return sys_err("socket {}: its directory", path);
+  std::string via = fmt::format("/proc/self/fd/{}/{}", a.dir.get(), name);
+  if (via.size() >= sizeof a.addr.sun_path) return err("socket {}: the name is too long", path);
+  a.addr.sun_family = AF_UNIX;
+  std::memcpy(a.addr.sun_path, via.c_str(), via.size() + 1);
+  return a;
+}
+}  // namespace
+
+Result<UniqueFd> listen_seqpacket(const std::string& path) {
+  VIC_ASSIGN(UnixAddress a, unix_address(path));
+  UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!s) return sys_err("socket {}", path);
+  ::unlink(path.c_str());  // a stale one from an earlier run of this container
+  if (::bind(s.get(), reinterpret_cast<const sockaddr*>(&a.addr), sizeof a.addr) != 0) return sys_err("bind {}", path);
+  ::chmod(path.c_str(), 0600);
+  if (::listen(s.get(), 16) != 0) return sys_err("listen {}", path);
+  return s;
+}
+
+Result<UniqueFd> connect_seqpacket(const std::string& path) {
+  VIC_ASSIGN(UnixAddress a, unix_address(path));
+  UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+  if (!s) return sys_err("socket {}", path);
+  if (::connect(s.get(), reinterpret_cast<const sockaddr*>(&a.addr), sizeof a.addr) != 0)
+    return sys_err("connect {}", path);
   return s;
 }
 

@@ -10,6 +10,16 @@
 // The worker then exits with the container's status (0-255), so serve (or
 // anyone after a restart of serve) can also learn it from the exit file
 // the worker writes next to the log.
+//
+// While the container runs, the worker also listens on its exec socket
+// (spec.exec_socket, a SOCK_SEQPACKET Unix socket: a restarted serve finds
+// it by path). One connection per `docker exec`:
+//   serve  -> worker {"exec": ExecSpec} + [the client's stream socket]
+//   worker -> serve  {"started": true, "pid": N} | {"error": "..."}
+//   serve  -> worker {"resize": [rows, cols]} | {"signal": N}   (any number)
+//   worker -> serve  {"exit": status, "error": "..."}
+// The worker writes the process's output to the stream (framed unless a
+// TTY) and feeds its stdin from it; it closes its copy after the exit.
 #pragma once
 
 #include <cstdint>
@@ -33,11 +43,27 @@ struct ContainerSpec {
   bool tty = false;        // output not framed (docker's TTY mode)
   bool open_stdin = false; // the start message carries a stdin descriptor too
   std::string exit_file;   // where the worker records the exit status
+  std::string exec_socket; // where the worker takes exec requests while the container runs
   uint32_t clone_id = 0;
 };
 
 nlohmann::json to_json(const ContainerSpec& s);
 Result<ContainerSpec> spec_from_json(const nlohmann::json& j);
+
+// A second process in a running container (docker exec).
+struct ExecSpec {
+  std::vector<std::string> argv, env;
+  std::string workdir, user;
+  bool tty = false, open_stdin = false;
+  bool attach_stdout = true, attach_stderr = true;
+};
+nlohmann::json to_json(const ExecSpec& s);
+Result<ExecSpec> exec_spec_from_json(const nlohmann::json& j);
+
+// A SOCK_SEQPACKET Unix socket at `path`, however long the path (bound and
+// reached through its directory's descriptor: sun_path holds 107 bytes).
+Result<UniqueFd> listen_seqpacket(const std::string& path);
+Result<UniqueFd> connect_seqpacket(const std::string& path);
 
 // One message (a JSON object) with up to 4 file descriptors.
 Result<> send_message(int sock, const nlohmann::json& msg, const std::vector<int>& fds = {});

@@ -93,6 +93,36 @@ struct vic_mailbox {
  * command (as `user`, in `working directory`). */
 #define VIC_MB_IMAGE_ROOT 64u
 
+
+/* ---- exec channel: more processes in a running VM (`docker exec`) ------------
+ * Two more virtio-console ports carry a framed stream: port 3 ("exec-in",
+ * /dev/vport0p3) host -> guest, port 4 ("exec-out", /dev/vport0p4) guest ->
+ * host. Each frame is a vic_exec_frame header and `len` payload bytes
+ * (len <= VIC_EXEC_MAX_PAYLOAD); `id` names the session, chosen by the host.
+ * Neither side trusts the other's frames: a bad one ends the channel
+ * (host side) or is dropped (guest side), never more. */
+struct vic_exec_frame {
+  uint32_t type; /* VIC_EXEC_* */
+  uint32_t id;
+  uint32_t len;
+};
+#define VIC_EXEC_MAX_PAYLOAD 65536u
+#define VIC_EXEC_MAX_SESSIONS 32u
+/* host -> guest */
+#define VIC_EXEC_START 1u     /* u32 flags, u32 argc, u32 envc, then NUL-terminated argv, env, workdir, user */
+#define VIC_EXEC_STDIN 2u     /* bytes for the process's stdin */
+#define VIC_EXEC_STDIN_EOF 3u /* its stdin is closed */
+#define VIC_EXEC_SIGNAL 4u    /* u32 signal number, to the process group */
+#define VIC_EXEC_RESIZE 5u    /* u16 rows, u16 cols (a terminal's size) */
+/* guest -> host */
+#define VIC_EXEC_STARTED 16u  /* u32 pid in the guest */
+#define VIC_EXEC_STDOUT 17u
+#define VIC_EXEC_STDERR 18u
+#define VIC_EXEC_EXIT 19u     /* u32 status, encoded as VIC_EV_EXIT's arg; the session ends */
+/* START flags */
+#define VIC_EXEC_TTY 1u        /* a pseudo-terminal: stdout only, raw */
+#define VIC_EXEC_OPEN_STDIN 2u /* STDIN frames follow; else stdin is /dev/null */
+
 #ifdef __cplusplus
 static_assert(sizeof(struct vic_mailbox) == VIC_MAILBOX_SIZE, "mailbox is one page");
 #else

@@ -12,6 +12,7 @@
 // is unpacked by the emulated kernel at ~0.75 s per MB).
 
 #include "guest/abi/vicvmm_abi.h"
+#include "guest/init/vic-init.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,12 +45,9 @@
 #include <stdint.h>
 
 namespace {
-
-constexpr uint32_t kMaxStrings = 1024;  // argc + envc sanity bound
-
 bool quiet = false;  // VIC_MB_QUIET: no diagnostics of our own
+}  // namespace
 
-void diag(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 void diag(const char* fmt, ...) {
   if (quiet) return;
   char buf[256];
@@ -64,6 +62,8 @@ void diag(const char* fmt, ...) {
   ssize_t r = write(STDERR_FILENO, buf, static_cast<size_t>(n));
   (void)r;
 }
+
+namespace {
 
 // ---- doorbell -----------------------------------------------------------------
 // MMIO by default: a store to a page with no memslot exits to the VMM. The
@@ -148,6 +148,8 @@ int validate_mailbox() {
   return 0;
 }
 
+}  // namespace
+
 // ---- helpers --------------------------------------------------------------------
 void mount_fs(const char* src, const char* dir, const char* type, unsigned long flags,
               const char* opts) {
@@ -155,6 +157,8 @@ void mount_fs(const char* src, const char* dir, const char* type, unsigned long 
   if (mount(src, dir, type, flags, opts) != 0 && errno != EBUSY)
     diag("vic-init: mount %s on %s: %s", type, dir, strerror(errno));
 }
+
+namespace {
 
 // The VMM normally stops the VM at the EXIT/ERROR doorbell, so this is a
 // fallback. PID 1 must never return or exit (the kernel would panic).
@@ -218,12 +222,13 @@ void await_personality(const void* page) {
 
 int chanbench_main(int argc, char** argv);  // chanbench.cc
 
-// The virtio-console ports for the command's stdio (VIC_MB_STDIO_PORTS):
-// they appear shortly after the driver's handshake with the VMM, so wait
-// for them (a few ms), then keep them open: a template's clones inherit
-// them. -1 where a port never showed up (the console is used instead).
+// The virtio-console ports for the command's stdio (VIC_MB_STDIO_PORTS),
+// and the exec channel's two (guest/abi/vicvmm_abi.h): they appear shortly
+// after the driver's handshake with the VMM, so wait for them (a few ms),
+// then keep them open: a template's clones inherit them. -1 where a port
+// never showed up (the console is used instead; no exec).
 struct StdioPorts {
-  int fd[3] = {-1, -1, -1};
+  int fd[5] = {-1, -1, -1, -1, -1};
 };
 
 // Static configuration for the VMM's user-mode network (VIC_MB_NET), by
@@ -276,10 +281,12 @@ void configure_network() {
 
 StdioPorts open_stdio_ports() {
   StdioPorts p;
-  static const char* const kPaths[3] = {"/dev/vport0p0", "/dev/vport0p1", "/dev/vport0p2"};
-  for (int i = 0; i < 3; i++) {
-    for (int tries = 0; tries < 2500; tries++) {  // up to 5 s
-      p.fd[i] = open(kPaths[i], (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+  static const char* const kPaths[5] = {"/dev/vport0p0", "/dev/vport0p1", "/dev/vport0p2", "/dev/vport0p3",
+                                        "/dev/vport0p4"};
+  for (int i = 0; i < 5; i++) {
+    // The exec ports come with the others, so wait for them only briefly.
+    for (int tries = 0; tries < (i < 3 ? 2500 : 50); tries++) {  // up to 5 s (0.1 s)
+      p.fd[i] = open(kPaths[i], (i == 0 || i == 3 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
       if (p.fd[i] >= 0 || errno != ENOENT) break;
       timespec ts{0, 2 * 1000 * 1000};
       nanosleep(&ts, nullptr);
@@ -636,20 +643,7 @@ int main(int main_argc, char** main_argv) {
     _exit(127);
   }
 
-  // PID 1 inherits every orphan: reap them all while waiting for ours.
-  int status = 0;
-  for (;;) {
-    int st;
-    pid_t pid = wait(&st);
-    if (pid == child) {
-      status = st;
-      break;
-    }
-    if (pid < 0 && errno != EINTR) {  // ECHILD cannot happen before ours exits
-      status = 0xff00;  // treat as exit 255
-      break;
-    }
-  }
+  int status = wait_for_command(child, ports.fd[3], ports.fd[4], image_root);
   uint32_t arg = WIFSIGNALED(status) ? (VIC_EXIT_SIGNALED | WTERMSIG(status))
                                      : static_cast<uint32_t>(WEXITSTATUS(status));
 

@@ -134,6 +134,43 @@ TEST_CASE("docker CLI: containers are VMs (run, -i, -d -p, ps, logs, stats, stop
   CHECK(stats.out.rfind("web ", 0) == 0);
   CHECK(stats.out.find("MiB") != std::string::npos);
 
+  // docker exec: more processes in the running container's VM, through its agent.
+  Outcome ex = dock({"exec", "web", "cat", "/www/index.html"});
+  CAPTURE(ex.out, ex.err);
+  CHECK(ex.status == 0);
+  CHECK(ex.out == "hello-from-a-vm\n");
+  Outcome ex5 = dock({"exec", "web", "sh", "-c", "echo to-out; echo to-err >&2; exit 5"});
+  CAPTURE(ex5.out, ex5.err);
+  CHECK(ex5.status == 5);
+  CHECK(ex5.out == "to-out\n");
+  CHECK(ex5.err == "to-err\n");
+  Outcome exi = dock({"exec", "-i", "web", "wc", "-l"}, data);
+  CAPTURE(exi.out, exi.err);
+  CHECK(exi.status == 0);
+  CHECK(exi.out.find("3") != std::string::npos);
+  Outcome exo = dock({"exec", "-e", "X=1", "-w", "/www", "-u", "65534", "web", "sh", "-c", "echo $X $(pwd) $(id -u)"});
+  CAPTURE(exo.out, exo.err);
+  CHECK(exo.out == "1 /www 65534\n");
+  Outcome ext = dock({"exec", "-t", "web", "sh", "-c", "tty; echo $((1+1))"});
+  CAPTURE(ext.out, ext.err);
+  CHECK(ext.status == 0);
+  CHECK(ext.out.find("/dev/pts/") != std::string::npos);
+  CHECK(ext.out.find("2\r\n") != std::string::npos);  // a terminal's line ending: the output is raw
+  Outcome exd = dock({"exec", "-d", "web", "sh", "-c", "echo detached > /www/d.html"});
+  CHECK(exd.status == 0);
+  std::string detached_out;  // it runs on after `exec -d` returns: poll for its file
+  for (int i = 0; i < 50 && detached_out.empty(); i++) {
+    detached_out = dock({"exec", "web", "cat", "/www/d.html"}).out;
+    if (detached_out.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  CHECK(detached_out == "detached\n");
+  Outcome ex127 = dock({"exec", "web", "no-such-command"});
+  CAPTURE(ex127.out, ex127.err);
+  CHECK(ex127.status == 127);
+  CHECK(ex127.err.find("no-such-command") != std::string::npos);
+  // The exec's own process, not the container's: the container runs on.
+  CHECK(http_get_retry(port, std::chrono::seconds(10)).find("hello-from-a-vm") != std::string::npos);
+
   // The web page in a real browser: Debian's headless chromium renders it
   // against this serve; the DOM must show the container, its port and its memory.
   std::string chromium = which("chromium");
@@ -178,12 +215,18 @@ TEST_CASE("docker CLI: containers are VMs (run, -i, -d -p, ps, logs, stats, stop
   dock.sock = serve->sock;
   Outcome ps2 = dock({"ps", "--format", "{{.Names}} {{.Status}}"});
   CHECK(ps2.out.find("web Up") != std::string::npos);
+  Outcome ex_again = dock({"exec", "web", "echo", "re-adopted"});  // the worker's exec socket outlives serve
+  CAPTURE(ex_again.out, ex_again.err);
+  CHECK(ex_again.out == "re-adopted\n");
 
   Outcome stop = dock({"stop", "web"});
   CAPTURE(stop.out, stop.err);
   CHECK(stop.status == 0);
   Outcome gone = dock({"ps", "-a", "--format", "{{.Names}} {{.Status}}"});
   CHECK(gone.out.find("web Exited (143)") != std::string::npos);
+  Outcome ex_stopped = dock({"exec", "web", "true"});
+  CHECK(ex_stopped.status != 0);
+  CHECK(ex_stopped.err.find("is not running") != std::string::npos);
   CHECK(dock({"rm", "web"}).status == 0);
   CHECK(dock({"rm", "exit3"}).status == 0);
   Outcome rm_unknown = dock({"rm", "web"});

@@ -157,7 +157,8 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   if (!stdio) return fail(stdio.error());
   std::shared_ptr<virtio::Console> console_dev = *stdio;
   console_dev->set_output([](uint32_t port, std::span<const uint8_t> bytes) {
-    write_all(port == virtio::Console::kStderr ? 2 : 1, bytes);
+    if (port == virtio::Console::kStdout || port == virtio::Console::kStderr)  // not the exec channel's
+      write_all(port == virtio::Console::kStderr ? 2 : 1, bytes);
   });
   if (auto slot = m.add_virtio(console_dev); !slot) return fail(slot.error());
   if (!o.no_rng) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "serve/containers.h"
+#include "serve/execs.h"
 #include "serve/http_server.h"
 #include "serve/worker_pool.h"
 #include "serve/routes.h"
@@ -45,6 +46,7 @@ int cmd_serve(const ServeOptions& o) {
   // empty disk slot), each in a worker process of its own.
   std::unique_ptr<serve::WorkerPool> workers;
   std::unique_ptr<serve::ContainerManager> containers;
+  std::unique_ptr<serve::ExecManager> execs;
   if (o.containers) {
     auto base = ensure_base_template();
     if (!base) return fail("containers: " + base.error().message);
@@ -58,10 +60,11 @@ int cmd_serve(const ServeOptions& o) {
     auto m = serve::ContainerManager::open(state_dir() + "/containers", *store, *workers, *base_dir, templates_dir());
     if (!m) return fail(m.error().message);
     containers = std::move(*m);
+    execs = std::make_unique<serve::ExecManager>(*containers);
   }
 
   serve::Router router;
-  serve::add_docker_routes(router, serve::Context{&*store, templates_dir(), VICVMM_VERSION, containers.get()});
+  serve::add_docker_routes(router, serve::Context{&*store, templates_dir(), VICVMM_VERSION, containers.get(), execs.get()});
   auto server = serve::Server::create(so, router);
   if (!server) return fail(server.error().message);
   fmt::print(stderr, "vicvmm serve: Docker API {} on {}{}{}\n", serve::kApiVersion,
@@ -70,6 +73,7 @@ int cmd_serve(const ServeOptions& o) {
   std::fflush(stderr);
   auto r = (*server)->run(true);
   server->reset();  // joins the pool, removes the socket file
+  execs.reset();
   containers.reset();  // running containers carry on; a restarted serve re-adopts them
   workers.reset();     // idle workers are stopped
   if (!r) return fail(r.error().message);

@@ -13,7 +13,7 @@ constexpr uint64_t kFMultiport = 1ull << 1;
 constexpr uint16_t kDeviceReady = 0, kPortAdd = 1, kPortReady = 3, kPortOpen = 6, kPortName = 7;
 constexpr size_t kControlBytes = 8;  // id u32, event u16, value u16
 constexpr uint32_t kQueueControlRx = 2, kQueueControlTx = 3;
-constexpr const char* kPortNames[Console::kPorts] = {"stdin", "stdout", "stderr"};
+constexpr const char* kPortNames[Console::kPorts] = {"stdin", "stdout", "stderr", "exec-in", "exec-out"};
 
 constexpr uint32_t rx_queue(uint32_t port) { return port == 0 ? 0 : 2 * (port + 1); }
 // Output chunks go to the callback in pieces of at most this much.
@@ -25,6 +25,8 @@ Result<std::shared_ptr<Console>> Console::create() {
   c->wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!c->wake_) return sys_err("virtio-console: eventfd");
   c->buf_.resize(kOutputChunk);
+  c->inputs_[0].port = kStdin;
+  c->inputs_[1].port = kExecIn;
   return c;
 }
 
@@ -49,47 +51,56 @@ void Console::wake() {
   (void)n;  // EAGAIN: already pending
 }
 
-size_t Console::write_input(std::span<const uint8_t> bytes, std::chrono::milliseconds timeout) {
-  std::unique_lock lock(in_mu_);
-  if (input_closed_) return 0;
-  in_space_.wait_for(lock, timeout, [&] { return input_.size() < kMaxPendingInput || input_closed_; });
-  if (input_closed_) return 0;
-  size_t n = std::min(bytes.size(), kMaxPendingInput - std::min(kMaxPendingInput, input_.size()));
-  input_.insert(input_.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(n));
+size_t Console::write_to(InputPort& in, std::span<const uint8_t> bytes, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(in.mu);
+  if (in.closed) return 0;
+  in.space.wait_for(lock, timeout, [&] { return in.data.size() < kMaxPendingInput || in.closed; });
+  if (in.closed) return 0;
+  size_t n = std::min(bytes.size(), kMaxPendingInput - std::min(kMaxPendingInput, in.data.size()));
+  in.data.insert(in.data.end(), bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(n));
   lock.unlock();
   if (n) wake();
   return n;
 }
 
 void Console::close_input() {
+  InputPort& in = inputs_[0];
   {
-    std::lock_guard lock(in_mu_);
-    input_closed_ = true;
+    std::lock_guard lock(in.mu);
+    in.closed = true;
   }
-  in_space_.notify_all();
+  in.space.notify_all();
   wake();
 }
 
 void Console::reopen_input() {
+  InputPort& in = inputs_[0];
   {
-    std::lock_guard lock(in_mu_);
-    input_closed_ = false;
-    input_.clear();
+    std::lock_guard lock(in.mu);
+    in.closed = false;
+    in.data.clear();
   }
-  reopen_ = true;
+  in.reopen = true;
   wake();
 }
 
 void Console::reset() {
   control_out_.clear();
-  stdin_open_ = eof_sent_ = false;
+  for (InputPort& in : inputs_) {
+    std::lock_guard lock(in.mu);
+    in.guest_open = in.eof_sent = false;
+    in.data.clear();
+  }
 }
 
 void Console::restored() {
-  // The template's guest finished the port handshake, and its stdin was
-  // closed before the capture (Template::boot), so a clone starts with no
-  // control message to send and no interrupt to raise.
-  stdin_open_ = eof_sent_ = true;
+  // The template's guest finished the port handshake and keeps stdin and
+  // exec-in open, and its stdin was closed before the capture
+  // (Template::boot), so a clone starts with no control message to send
+  // and no interrupt to raise.
+  inputs_[0].guest_open = inputs_[0].eof_sent = true;
+  inputs_[1].guest_open = true;
+  inputs_[1].eof_sent = false;
 }
 
 void Console::send_control(uint32_t id, uint16_t event, uint16_t value, std::string_view extra) {
@@ -119,8 +130,9 @@ void Console::control_from_guest(QueueHost& host) {
     } else if (event == kPortReady && value == 1 && id < kPorts) {
       send_control(id, kPortName, 0, kPortNames[id]);
       send_control(id, kPortOpen, 1);  // the host side is there
-    } else if (event == kPortOpen && id == kStdin) {
-      stdin_open_ = value == 1;
+    } else if (event == kPortOpen) {
+      for (InputPort& in : inputs_)
+        if (in.port == id) in.guest_open = value == 1;
     }
     q.push_used(chain_.head, 0);
   }
@@ -134,7 +146,7 @@ void Console::output_from_guest(uint32_t port, QueueHost& host) {
     out = output_;
   }
   while (q.pop(host.memory(), chain_)) {
-    if (port != kStdin) {
+    if (port != kStdin && port != kExecIn) {
       for (uint64_t off = 0; off < chain_.readable_bytes;) {
         size_t n = chain_.read(off, buf_);
         if (n == 0) break;
@@ -157,36 +169,40 @@ void Console::flush_control(QueueHost& host) {
 }
 
 void Console::deliver(QueueHost& host) {
-  if (reopen_.exchange(false)) {
-    eof_sent_ = false;
+  if (inputs_[0].reopen.exchange(false)) {
+    inputs_[0].eof_sent = false;
     send_control(kStdin, kPortOpen, 1);
   }
   flush_control(host);
-  // The guest opens port 0 only after it exists, and drops data for a port
-  // nobody has open: wait for its PORT_OPEN(0, 1).
-  if (!stdin_open_) return;
-  SplitQueue& q = host.queue(rx_queue(kStdin));
+  for (InputPort& in : inputs_) deliver(in, host);
+}
+
+void Console::deliver(InputPort& in, QueueHost& host) {
+  // The guest opens a port only after it exists, and drops data for a port
+  // nobody has open: wait for its PORT_OPEN(port, 1).
+  if (!in.guest_open) return;
+  SplitQueue& q = host.queue(rx_queue(in.port));
   bool freed = false, closed = false;
   {
-    std::lock_guard lock(in_mu_);
-    while (!input_.empty()) {
+    std::lock_guard lock(in.mu);
+    while (!in.data.empty()) {
       // Only take a buffer when there is something to put in it.
       if (!q.pop(host.memory(), chain_)) break;
-      size_t n = std::min<uint64_t>(input_.size(), chain_.writable_bytes);
-      std::vector<uint8_t> tmp(input_.begin(), input_.begin() + static_cast<ptrdiff_t>(n));
+      size_t n = std::min<uint64_t>(in.data.size(), chain_.writable_bytes);
+      std::vector<uint8_t> tmp(in.data.begin(), in.data.begin() + static_cast<ptrdiff_t>(n));
       size_t done = chain_.write(0, tmp);
-      input_.erase(input_.begin(), input_.begin() + static_cast<ptrdiff_t>(done));
-      in_bytes_ += done;
+      in.data.erase(in.data.begin(), in.data.begin() + static_cast<ptrdiff_t>(done));
+      in.bytes += done;
       q.push_used(chain_.head, static_cast<uint32_t>(done));
       freed = true;
       if (done == 0) break;  // a zero-length buffer: wait for another
     }
-    closed = input_closed_ && input_.empty();
+    closed = in.closed && in.data.empty();
   }
-  if (freed) in_space_.notify_all();
-  if (closed && !eof_sent_) {
-    eof_sent_ = true;
-    send_control(kStdin, kPortOpen, 0);
+  if (freed) in.space.notify_all();
+  if (closed && !in.eof_sent) {
+    in.eof_sent = true;
+    send_control(in.port, kPortOpen, 0);
     flush_control(host);
   }
 }
@@ -197,6 +213,8 @@ void Console::process(size_t queue, QueueHost& host) {
     case 1: output_from_guest(kStdin, host); break;
     case 5: output_from_guest(kStdout, host); break;
     case 7: output_from_guest(kStderr, host); break;
+    case 9: output_from_guest(kExecIn, host); break;  // nothing expected: buffers returned
+    case 11: output_from_guest(kExecOut, host); break;
     default: break;  // an rx queue got buffers: deliver below
   }
   deliver(host);
