@@ -474,6 +474,16 @@ Result<> ContainerManager::remove(const std::string& ref, bool force) {
   return {};
 }
 
+Result<> ContainerManager::resize(const std::string& ref, unsigned rows, unsigned cols) {
+  VIC_ASSIGN(Container c, get(ref));
+  if (c.state != "running") return api_err(EBUSY, fmt::format("Container {} is not running", c.id));
+  if (!c.spec.tty) return {};  // docker accepts it and does nothing
+  VIC_ASSIGN(UniqueFd conn, connect_seqpacket(c.spec.exec_socket));
+  VIC_TRY(send_message(conn.get(), {{"resize_main", {rows, cols}}}));
+  VIC_TRY(recv_message(conn.get(), "the container's worker"));
+  return {};
+}
+
 Result<Container> ContainerManager::get(const std::string& ref) const {
   std::lock_guard lock(mu_);
   VIC_ASSIGN(std::string id, resolve_locked(ref));

@@ -67,6 +67,8 @@ class ContainerManager {
   Result<> kill(const std::string& ref, int signal);
   Result<> remove(const std::string& ref, bool force);
 
+  // The terminal size of a container made with Tty (docker run -t).
+  Result<> resize(const std::string& ref, unsigned rows, unsigned cols);
   // The write end of a container's stdin (created with OpenStdin), for
   // the one attach that asked for stdin; an invalid fd otherwise.
   UniqueFd take_stdin(const std::string& id);

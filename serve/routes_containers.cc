@@ -340,6 +340,17 @@ void add_container_routes(Router& r, const Context& ctx) {
     co_return Response{};
   });
 
+  r.add(http::verb::post, "/containers/{id}/resize", [m](Request& req, Connection& conn) -> asio::awaitable<Response> {
+    unsigned h = static_cast<unsigned>(std::strtoul(req.query["h"].c_str(), nullptr, 10));
+    unsigned w = static_cast<unsigned>(std::strtoul(req.query["w"].c_str(), nullptr, 10));
+    if (h == 0 || w == 0 || h > 0xffff || w > 0xffff) co_return error_response(400, "resize: h and w must be 1-65535");
+    std::string ref = req.params["id"];
+    auto job = [m, ref, h, w] { return m->resize(ref, h, w); };
+    auto resized = co_await conn.blocking(job);
+    if (!resized) co_return api_error(resized.error());
+    co_return Response{200, "text/plain", "", {}};
+  });
+
   r.add(http::verb::get, "/containers/{id}/json", [m](Request& req, Connection&) -> asio::awaitable<Response> {
     auto c = m->get(req.params["id"]);
     if (!c) co_return api_error(c.error());

@@ -64,6 +64,14 @@ void serve_exec(std::shared_ptr<ExecChannel> channel_ptr, UniqueFd conn) {
   ExecChannel& channel = *channel_ptr;
   auto msg = recv_message(conn.get(), "serve");
   if (!msg) return;
+  // docker run -t's terminal size: session 0 is the command's own terminal.
+  if (auto r = msg->body.find("resize_main"); r != msg->body.end()) {
+    if (r->is_array() && r->size() == 2 && (*r)[0].is_number_unsigned() && (*r)[1].is_number_unsigned())
+      (void)channel.resize(0, static_cast<uint16_t>(std::min<uint64_t>((*r)[0].get<uint64_t>(), 0xffff)),
+                           static_cast<uint16_t>(std::min<uint64_t>((*r)[1].get<uint64_t>(), 0xffff)));
+    (void)send_message(conn.get(), {{"ok", true}});
+    return;
+  }
   auto body = msg->body.find("exec");
   auto spec = body == msg->body.end() ? Result<ExecSpec>(err("expected an exec message")) : exec_spec_from_json(*body);
   if (!spec) {
@@ -270,6 +278,7 @@ int worker_main(int control, const std::string& template_dir) {
   req.wallclock_ns = realtime_ns();
   if (getrandom(req.seed.data(), sizeof req.seed, 0) != static_cast<ssize_t>(sizeof req.seed))
     return fail(control, "getrandom failed", spec->exit_file);
+  if (spec->tty) req.flags |= VIC_MB_TTY;
   if (!spec->image_disk.empty()) {
     req.flags |= VIC_MB_IMAGE_ROOT;
     if (auto r = (*clone)->attach_image(spec->image_disk); !r)

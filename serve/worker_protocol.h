@@ -18,6 +18,8 @@
 //   worker -> serve  {"started": true, "pid": N} | {"error": "..."}
 //   serve  -> worker {"resize": [rows, cols]} | {"signal": N}   (any number)
 //   worker -> serve  {"exit": status, "error": "..."}
+// or, for the container's own terminal (docker run -t):
+//   serve  -> worker {"resize_main": [rows, cols]};  worker -> serve {"ok": true}
 // The worker writes the process's output to the stream (framed unless a
 // TTY) and feeds its stdin from it; it closes its copy after the exit.
 #pragma once

@@ -92,6 +92,10 @@ struct vic_mailbox {
  * /dev/pts /dev/shm /tmp inside, and switches root to it before running the
  * command (as `user`, in `working directory`). */
 #define VIC_MB_IMAGE_ROOT 64u
+/* The command runs on a pseudo-terminal (docker run -t): its output, stderr
+ * included, leaves raw on the stdout port, stdin feeds the terminal, and
+ * RESIZE frames on the exec channel with session id 0 set its size. */
+#define VIC_MB_TTY 256u
 
 
 /* ---- exec channel: more processes in a running VM (`docker exec`) ------------

@@ -42,9 +42,13 @@ struct Session {
   bool eof_asked = false;  // close `in` once `pending` is written
   char* pending = nullptr; // stdin bytes not yet taken by the process
   size_t pending_len = 0;
+  // The command's own terminal (session 0): raw bytes to and from the
+  // stdio ports instead of frames.
+  int raw_in = -1, raw_out = -1;
 };
 
-Session sessions[VIC_EXEC_MAX_SESSIONS];
+// [0] is the command's own terminal (VIC_MB_TTY), [1..] the host's sessions.
+Session sessions[VIC_EXEC_MAX_SESSIONS + 1];
 int exec_out_fd = -1;
 bool in_image = false;
 
@@ -77,6 +81,16 @@ void send_frame(uint32_t type, uint32_t id, const void* data, size_t len) {
   }
 }
 
+void write_all(int fd, const char* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
 Session* find(uint32_t id) {
   for (auto& s : sessions)
     if (s.used && s.id == id) return &s;
@@ -103,7 +117,8 @@ bool forward_output(Session& s, int& fd, uint32_t type) {
   for (;;) {
     ssize_t n = read(fd, buf, sizeof buf);
     if (n > 0) {
-      send_frame(type, s.id, buf, static_cast<size_t>(n));
+      if (s.raw_out >= 0) write_all(s.raw_out, buf, static_cast<size_t>(n));
+      else send_frame(type, s.id, buf, static_cast<size_t>(n));
       if (static_cast<size_t>(n) < sizeof buf) return true;
       continue;
     }
@@ -138,6 +153,24 @@ void flush_input(Session& s) {
     s.pending_len -= static_cast<size_t>(n);
   }
   if (s.pending_len == 0 && s.eof_asked && !s.tty) close_fd(s.in);
+}
+
+// The command's terminal input from the stdin port. At its EOF (or with
+// no stdin at all) the terminal stays open, as docker's does.
+void read_raw_input(Session& s) {
+  char buf[4096];
+  ssize_t n = read(s.raw_in, buf, sizeof buf);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+  if (n <= 0) {
+    s.raw_in = -1;  // the port itself stays PID 1's
+    return;
+  }
+  if (char* grown = static_cast<char*>(realloc(s.pending, s.pending_len + static_cast<size_t>(n)))) {
+    s.pending = grown;
+    memcpy(s.pending + s.pending_len, buf, static_cast<size_t>(n));
+    s.pending_len += static_cast<size_t>(n);
+  }
+  flush_input(s);
 }
 
 bool input_blocked() {
@@ -175,11 +208,8 @@ void start_session(uint32_t id, const char* p, size_t len) {
   envp[envc] = nullptr;
 
   Session* s = nullptr;
-  for (auto& slot : sessions)
-    if (!slot.used) {
-      s = &slot;
-      break;
-    }
+  for (uint32_t i = 1; i <= VIC_EXEC_MAX_SESSIONS && !s; i++)
+    if (!sessions[i].used) s = &sessions[i];
   uint32_t failed = 126;
   if (!s) {  // too many at once: the host hears an exit, not silence
     send_frame(VIC_EXEC_EXIT, id, &failed, sizeof failed);
@@ -190,9 +220,8 @@ void start_session(uint32_t id, const char* p, size_t len) {
   int master = -1;
   bool ok;
   if (tty) {
-    if (access("/dev/pts/ptmx", F_OK) != 0) mount_fs("devpts", "/dev/pts", "devpts", 0, "newinstance,ptmxmode=0666");
-    master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    ok = master >= 0 && grantpt(master) == 0 && unlockpt(master) == 0;
+    master = open_tty_master();
+    ok = master >= 0;
   } else {
     ok = pipe2(out, O_CLOEXEC) == 0 && pipe2(err, O_CLOEXEC) == 0 && (!open_stdin || pipe2(in, O_CLOEXEC) == 0);
   }
@@ -203,11 +232,7 @@ void start_session(uint32_t id, const char* p, size_t len) {
     sigprocmask(SIG_SETMASK, &none, nullptr);
     setsid();
     if (tty) {
-      const char* name = ptsname(master);
-      int slave = name ? open(name, O_RDWR) : -1;
-      if (slave < 0) _exit(126);
-      ioctl(slave, TIOCSCTTY, 0);
-      for (int fd = 0; fd < 3; fd++) dup2(slave, fd);
+      become_tty_session(master);
     } else {
       int null = open("/dev/null", O_RDWR);
       dup2(open_stdin ? in[0] : null, 0);
@@ -319,7 +344,23 @@ bool read_exec_in(int fd) {
 
 }  // namespace
 
-int wait_for_command(pid_t child, int exec_in, int exec_out, bool image_root) {
+int open_tty_master() {
+  if (access("/dev/pts/ptmx", F_OK) != 0) mount_fs("devpts", "/dev/pts", "devpts", 0, "newinstance,ptmxmode=0666");
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master >= 0 && (grantpt(master) != 0 || unlockpt(master) != 0)) close_fd(master);
+  return master;
+}
+
+void become_tty_session(int master) {
+  const char* name = ptsname(master);
+  int slave = name ? open(name, O_RDWR) : -1;
+  if (slave < 0) _exit(126);
+  ioctl(slave, TIOCSCTTY, 0);
+  for (int fd = 0; fd < 3; fd++) dup2(slave, fd);
+  if (slave > 2) close(slave);
+}
+
+int wait_for_command(pid_t child, int exec_in, int exec_out, bool image_root, CommandTty tty) {
   exec_out_fd = exec_out;
   in_image = image_root;
   sigset_t chld;
@@ -328,6 +369,19 @@ int wait_for_command(pid_t child, int exec_in, int exec_out, bool image_root) {
   sigprocmask(SIG_BLOCK, &chld, nullptr);
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   if (exec_in >= 0) set_nonblock(exec_in);
+  Session& term = sessions[0];  // the command's terminal, when it has one (id 0: never a host's)
+  if (tty.master >= 0) {
+    term = Session{};
+    term.used = true;
+    term.pid = child;
+    term.tty = true;
+    term.in = dup(tty.master);
+    term.out = tty.master;
+    term.raw_in = tty.in;
+    term.raw_out = tty.out;
+    set_nonblock(term.in);
+    set_nonblock(term.out);
+  }
   bool check_children = true;  // one sweep first: the command may have exited before the block
   for (;;) {
     if (check_children || sfd < 0) {
@@ -341,17 +395,25 @@ int wait_for_command(pid_t child, int exec_in, int exec_out, bool image_root) {
           break;
         }
         if (pid == 0) break;
-        if (pid == child) return st;
+        if (pid == child) {
+          if (tty.master >= 0 && term.used) {  // what it wrote last is still in the terminal
+            if (term.out >= 0) forward_output(term, term.out, VIC_EXEC_STDOUT);
+            close_fd(term.in);
+            close_fd(term.out);
+            term = Session{};
+          }
+          return st;
+        }
         for (auto& s : sessions)
-          if (s.used && s.pid == pid) {
+          if (s.used && s.pid == pid && &s != &term) {
             s.exited = true;
             s.status = st;
             finish_if_exited(s);
           }
       }
     }
-    pollfd fds[2 + 2 * VIC_EXEC_MAX_SESSIONS];
-    Session* owner[2 + 2 * VIC_EXEC_MAX_SESSIONS] = {};
+    pollfd fds[2 + 4 * (VIC_EXEC_MAX_SESSIONS + 1)];
+    Session* owner[2 + 4 * (VIC_EXEC_MAX_SESSIONS + 1)] = {};
     nfds_t n = 0;
     fds[n++] = {sfd, POLLIN, 0};
     const bool blocked = input_blocked();
@@ -361,6 +423,7 @@ int wait_for_command(pid_t child, int exec_in, int exec_out, bool image_root) {
       if (s.out >= 0) owner[n] = &s, fds[n++] = {s.out, POLLIN, 0};
       if (s.err >= 0) owner[n] = &s, fds[n++] = {s.err, POLLIN, 0};
       if (s.pending_len > 0 && s.in >= 0) owner[n] = &s, fds[n++] = {s.in, POLLOUT, 0};
+      if (s.raw_in >= 0 && s.pending_len < kMaxPendingInput) owner[n] = &s, fds[n++] = {s.raw_in, POLLIN, 0};
     }
     if (poll(fds, n, -1) < 0) {
       if (errno != EINTR) return 0xff00;
@@ -380,6 +443,8 @@ int wait_for_command(pid_t child, int exec_in, int exec_out, bool image_root) {
       if (!s || !s->used || !fds[i].revents) continue;
       if (fds[i].events == POLLOUT) {
         flush_input(*s);
+      } else if (fds[i].fd == s->raw_in) {
+        read_raw_input(*s);
       } else if (fds[i].fd == s->out) {
         forward_output(*s, s->out, VIC_EXEC_STDOUT);
       } else if (fds[i].fd == s->err) {

@@ -612,6 +612,15 @@ int main(int main_argc, char** main_argv) {
   }
   environ = envp;  // execvp searches this PATH
 
+  // docker run -t: the command's own terminal, carried by PID 1.
+  CommandTty tty;
+  if (mb.flags & VIC_MB_TTY) {
+    tty.master = open_tty_master();
+    if (tty.master < 0) diag("vic-init: no pseudo-terminal for the command: %s", strerror(errno));
+    tty.in = ports.fd[0];
+    tty.out = ports.fd[1] >= 0 ? ports.fd[1] : STDOUT_FILENO;
+  }
+
   pid_t child = fork();
   if (child < 0) fail(errno, "fork");
   if (child == 0) {
@@ -621,8 +630,12 @@ int main(int main_argc, char** main_argv) {
     // a controlling tty, which is deliberate: hanging up a controlling tty
     // when the session leader exits would flush the UART's unsent output.
     setsid();
-    for (int i = 0; i < 3; i++)
-      if (ports.fd[i] >= 0) dup2(ports.fd[i], i);  // dup2 clears O_CLOEXEC on the copy
+    if (tty.master >= 0) {
+      become_tty_session(tty.master);
+    } else {
+      for (int i = 0; i < 3; i++)
+        if (ports.fd[i] >= 0) dup2(ports.fd[i], i);  // dup2 clears O_CLOEXEC on the copy
+    }
     // ioperm() rights survive fork and exec: do not hand the doorbell port
     // to the command (the MMIO mapping is not inherited across exec).
     if (bell.port) ioperm(VIC_DOORBELL_PORT, 4, 0);
@@ -643,7 +656,7 @@ int main(int main_argc, char** main_argv) {
     _exit(127);
   }
 
-  int status = wait_for_command(child, ports.fd[3], ports.fd[4], image_root);
+  int status = wait_for_command(child, ports.fd[3], ports.fd[4], image_root, tty);
   uint32_t arg = WIFSIGNALED(status) ? (VIC_EXIT_SIGNALED | WTERMSIG(status))
                                      : static_cast<uint32_t>(WEXITSTATUS(status));
 

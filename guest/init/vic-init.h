@@ -16,8 +16,19 @@ void become_user_in(const char* user, const char* workdir);
 // After execvp failed with `e` inside an image: the image's shell says so.
 [[noreturn]] void exec_failed_in_image(char** argv, int e);
 
+// A pseudo-terminal for the command (VIC_MB_TTY): PID 1 keeps `master`
+// and carries bytes between it and the stdio ports.
+struct CommandTty {
+  int master = -1;
+  int in = -1, out = -1;  // the stdin and stdout ports
+};
+// Opens a terminal pair; in the child, makes the slave its controlling
+// terminal and stdio. -1 when none can be had.
+int open_tty_master();
+void become_tty_session(int master);
+
 // PID 1's wait for the container's command: reaps every orphan, and, when
 // the exec ports are open (`exec_in`, `exec_out` >= 0), runs the processes
-// the host asks for on them (docker exec) meanwhile. Returns the command's
-// wait status.
-int wait_for_command(pid_t child, int exec_in, int exec_out, bool image_root);
+// the host asks for on them (docker exec) meanwhile; with a `tty`, carries
+// its bytes. Returns the command's wait status once its output is out.
+int wait_for_command(pid_t child, int exec_in, int exec_out, bool image_root, CommandTty tty);

@@ -45,7 +45,7 @@ std::string busybox_rootfs_tar(const std::string& dir) {
   fs::create_directories(root + "/bin");
   fs::create_directories(root + "/etc");
   fs::copy_file("/bin/busybox", root + "/bin/busybox");
-  for (const char* applet : {"sh", "echo", "cat", "httpd", "mkdir", "sleep", "true", "ls", "id", "hostname", "wc"})
+  for (const char* applet : {"sh", "echo", "cat", "httpd", "mkdir", "sleep", "true", "ls", "id", "hostname", "wc", "tty", "stty"})
     fs::create_symlink("busybox", root + "/bin/" + applet);
   std::ofstream(root + "/etc/passwd") << "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n";
   std::ofstream(root + "/etc/group") << "root:x:0:\nnogroup:x:65534:\n";
@@ -156,6 +156,22 @@ TEST_CASE("docker CLI: containers are VMs (run, -i, -d -p, ps, logs, stats, stop
   CHECK(ext.status == 0);
   CHECK(ext.out.find("/dev/pts/") != std::string::npos);
   CHECK(ext.out.find("2\r\n") != std::string::npos);  // a terminal's line ending: the output is raw
+  // -it: the docker CLI on a terminal (script(1) gives it one, 40x100), keys
+  // typed into it reach the exec's terminal, and its size follows.
+  std::string typed = s.path + "/typed.sh";
+  std::ofstream(typed) << "#!/bin/sh\nsleep 3; printf 'hello\\n'; sleep 3\n";
+  fs::permissions(typed, fs::perms::owner_all);
+  auto on_terminal = [&](const std::string& docker_args) {
+    std::string cmd = typed + " | script -qec \"stty rows 40 cols 100; " + dock.bin + " -H unix://" + dock.sock + " " +
+                      docker_args + "\" /dev/null";
+    return run_process({"/bin/sh", "-c", cmd}, dock.env);
+  };
+  Outcome exit_tty = on_terminal("exec -it web sh -c 'read x; echo got-\\$x; stty size'");
+  CAPTURE(exit_tty.out, exit_tty.err);
+  CHECK(exit_tty.out.find("got-hello\r\n40 100\r\n") != std::string::npos);
+  Outcome run_tty = on_terminal("run -it --rm bb-test:1 sh -c 'read x; echo got-\\$x; stty size; tty'");
+  CAPTURE(run_tty.out, run_tty.err);
+  CHECK(run_tty.out.find("got-hello\r\n40 100\r\n/dev/pts/0\r\n") != std::string::npos);
   Outcome exd = dock({"exec", "-d", "web", "sh", "-c", "echo detached > /www/d.html"});
   CHECK(exd.status == 0);
   std::string detached_out;  // it runs on after `exec -d` returns: poll for its file
