@@ -139,6 +139,9 @@ Result<Image> Store::import_rootfs(const std::string& path, const std::string& n
   if (!tag) return with_context(tag.error(), what);
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) return sys_err("{}", what);
+  // A FIFO or device would block or never end: a pipe goes through `-`.
+  if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && path != "/dev/stdin")
+    return err("{}: not a regular file or directory", what);
   auto lock = FileLock::acquire(paths.lock(), true);
   if (!lock) return with_context(lock.error(), what);
 

@@ -147,7 +147,8 @@ Result<LoadInput> open_load_input(const StorePaths& paths, const std::string& pa
     source.reset(open(spool.path().c_str(), O_RDONLY | O_CLOEXEC));  // unlinked when `spool` goes
     if (!source) return sys_err("{}", spool.path());
   } else {
-    source.reset(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    // O_NONBLOCK: a FIFO must not block the open (a pipe goes as "-").
+    source.reset(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
     if (!source) return sys_err("{}", path);
     struct stat st {};
     if (fstat(source.get(), &st) != 0) return sys_err("{}", path);
@@ -155,6 +156,8 @@ Result<LoadInput> open_load_input(const StorePaths& paths, const std::string& pa
       in.dir = std::move(source);
       return in;
     }
+    if (!S_ISREG(st.st_mode)) return err("{}: not a regular file or directory (give a pipe as -)", path);
+    fcntl(source.get(), F_SETFL, fcntl(source.get(), F_GETFL) & ~O_NONBLOCK);
   }
   VIC_ASSIGN(in.extracted, extract_tar(paths, source.get(), limits));
   in.dir.reset(open(in.extracted.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

@@ -7,7 +7,9 @@
 namespace vicvmm {
 
 Result<MappedFile> MappedFile::open(const std::string& path, const char* what) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever
+  // (it is refused below as not a regular file); no effect on a file.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd) return sys_err("{} {}", what, path);
   struct stat st {};
   if (fstat(fd.get(), &st) != 0) return sys_err("{} {}", what, path);

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstdio>
+#include <cstring>
 #include <thread>
 
 #include "tools/vicvmm/commands.h"
@@ -62,14 +63,15 @@ class StdinPump {
 };
 
 // The guest's stdout and stderr ports, to ours (all of it: partial writes
-// and EINTR retried).
-void write_all(int fd, std::span<const uint8_t> bytes) {
+// and EINTR retried). Returns 0 or the errno that lost the rest.
+int write_all(int fd, std::span<const uint8_t> bytes) {
   while (!bytes.empty()) {
     ssize_t n = ::write(fd, bytes.data(), bytes.size());
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // EPIPE, a full disk: the rest of the output is dropped
+    if (n <= 0) return n < 0 ? errno : EIO;  // EPIPE, a full disk: the rest of the output is dropped
     bytes = bytes.subspan(static_cast<size_t>(n));
   }
+  return 0;
 }
 
 }  // namespace
@@ -156,9 +158,14 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
   auto stdio = virtio::Console::create();
   if (!stdio) return fail(stdio.error());
   std::shared_ptr<virtio::Console> console_dev = *stdio;
-  console_dev->set_output([](uint32_t port, std::span<const uint8_t> bytes) {
-    if (port == virtio::Console::kStdout || port == virtio::Console::kStderr)  // not the exec channel's
-      write_all(port == virtio::Console::kStderr ? 2 : 1, bytes);
+  // The first error writing the command's stdout: reported at the end (a
+  // full disk must not pass for success). EPIPE is a reader that is done.
+  std::atomic<int> stdout_errno{0};
+  console_dev->set_output([&stdout_errno](uint32_t port, std::span<const uint8_t> bytes) {
+    if (port != virtio::Console::kStdout && port != virtio::Console::kStderr) return;  // the exec channel's
+    int e = write_all(port == virtio::Console::kStderr ? 2 : 1, bytes);
+    int none = 0;
+    if (e != 0 && e != EPIPE && port == virtio::Console::kStdout) stdout_errno.compare_exchange_strong(none, e);
   });
   if (auto slot = m.add_virtio(console_dev); !slot) return fail(slot.error());
   if (!o.no_rng) {
@@ -220,6 +227,10 @@ int cmd_run(const RunOptions& o, uint64_t process_start_ns) {
     fmt::print(stderr, "VMM max RSS: {} KiB\n", ru.ru_maxrss);
   }
 
+  if (int e = stdout_errno.load(); e != 0) {
+    fmt::print(stderr, "vicvmm: error: writing standard output: {}\n", std::strerror(e));
+    if (stop->reason == StopReason::CommandExited && stop->exit_status == 0) return kExitVmmError;
+  }
   switch (stop->reason) {
     case StopReason::CommandExited:
       return stop->exit_status;

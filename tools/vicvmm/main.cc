@@ -244,15 +244,17 @@ int real_main(int argc, char** argv) {
     // order, so the command's first word landed in `name`.
     const std::string source = !fork.from_dir.empty() ? "--from " + fork.from_dir : "--image " + fork.image;
     if ((!fork.from_dir.empty() || !fork.image.empty()) && !fork.name.empty()) {
-      // Before `--` it was a template name given with --from/--image: refuse that.
+      // Before `--` (or with no `--`), it was meant as a template name or is
+      // a command that could be taken for one: refuse rather than guess.
       bool before_dashes = false, dashes = false;
       for (int i = 1; i < argc && !dashes; ++i) {
         dashes = std::string(argv[i]) == "--";
         before_dashes |= !dashes && argv[i] == fork.name;
       }
-      before_dashes &= dashes;
-      if (before_dashes) {
-        fmt::print(stderr, "vicvmm: error: fork takes a template NAME, --from DIR or --image IMG, not two ('{}' and {})\n",
+      if (before_dashes || !dashes) {
+        fmt::print(stderr,
+                   "vicvmm: error: fork takes a template NAME, --from DIR or --image IMG, not two ('{}' and {}); "
+                   "a command goes after --\n",
                    fork.name, source);
         return kExitVmmError;
       }

@@ -70,8 +70,12 @@ Result<Console> open_console(const std::string& console, const std::string& limi
       return err("--console {}: a /proc or /sys file, not a place for console output", console);
     if (S_ISDIR(out.st_mode)) return err("--console {}: is a directory", console);
   }
-  UniqueFd fd(open(console.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  // O_NONBLOCK: a FIFO with no reader fails at once (ENXIO) instead of
+  // waiting for one forever; with a reader it is a fine console.
+  UniqueFd fd(open(console.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NONBLOCK, 0644));
+  if (!fd && errno == ENXIO) return err("--console {}: a FIFO that nobody reads", console);
   if (!fd) return sys_err("console file {}", console);
+  fcntl(fd.get(), F_SETFL, fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
   return Console{std::move(fd), cap};
 }
 
