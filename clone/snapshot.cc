@@ -16,6 +16,8 @@
 #define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
 #include <xxhash.h>
 
+#include "vmm/memory/guest_memory.h"
+
 namespace vicvmm {
 
 // KVM structs are stored as their x86-64 (little-endian) byte image.
@@ -763,6 +765,12 @@ Result<Header> check_header(std::span<const uint8_t> b, HostKind expected_host) 
   VIC_TRY(check_struct_sizes(h));
   if (h.payload_size > kMaxPayloadSize) {
     return err("payload size {} exceeds the {} byte limit", h.payload_size, kMaxPayloadSize);
+  }
+  // --mem's upper bound: a hand-made header (the checksums are no MAC)
+  // cannot ask for 1 TiB of guest memory backed by a sparse file.
+  if (h.mem_size == 0 || h.mem_size > kMaxGuestMemory || h.mem_size % kPageSize) {
+    return err("guest memory of {} bytes: vicvmm runs 4 KiB multiples up to {} GiB", h.mem_size,
+               kMaxGuestMemory >> 30);
   }
   return h;
 }

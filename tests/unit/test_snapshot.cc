@@ -468,6 +468,11 @@ TEST_CASE("snapshot: damaged state.bin is rejected with the cause") {
     patch_state(f.dir, [](sd::Header& h, std::vector<uint8_t>&) { h.version = 7; });
     CHECK_THAT(f.load_error(), Contains("state.bin: format version 7, this vicvmm reads 2"));
   }
+  SECTION("1 TiB of guest memory declared, checksums intact") {
+    patch_state(f.dir, [](sd::Header& h, std::vector<uint8_t>&) { h.mem_size = 1ull << 40; });
+    CHECK_THAT(f.load_error(), Contains("state.bin: guest memory of 1099511627776 bytes: vicvmm runs 4 KiB "
+                                        "multiples up to 64 GiB"));
+  }
   SECTION("a version 1 snapshot (before devices)") {
     patch_state(f.dir, [](sd::Header& h, std::vector<uint8_t>&) { h.version = 1; });
     CHECK_THAT(f.load_error(), Contains("state.bin: format version 1, this vicvmm reads 2"));

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "vmm/memory/guest_memory.h"
 #include "vmm/result.h"
 #include "vmm/unique_fd.h"
 
@@ -50,8 +51,6 @@ Result<std::string> template_path(const std::string& name);
 // The environment every command gets unless the user overrides a key.
 std::vector<std::string> default_env(const std::vector<std::string>& user_env);
 
-inline constexpr uint64_t kMinGuestMemory = 32ull << 20;  // a kernel plus a small initramfs
-inline constexpr uint64_t kMaxGuestMemory = 64ull << 30;
 
 // Exit codes of vicvmm itself (the guest command's own status passes through).
 inline constexpr int kExitVmmError = 125;  // bad input or the VMM could not run the guest

@@ -16,6 +16,11 @@
 
 namespace vicvmm {
 
+// Guest RAM sizes vicvmm supports, from the CLI's --mem to a snapshot's
+// header: at least a kernel and a small initramfs, at most 64 GiB.
+inline constexpr uint64_t kMinGuestMemory = 32ull << 20;
+inline constexpr uint64_t kMaxGuestMemory = 64ull << 30;
+
 // Where guest RAM lives on the host.
 enum class Backing {
   Anonymous,    // MAP_PRIVATE|MAP_ANONYMOUS: plain process memory
