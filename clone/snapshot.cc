@@ -3,7 +3,9 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -837,6 +839,43 @@ Result<UniqueFd> open_memory_file(const std::string& path, uint64_t mem_size,
   return fd;
 }
 
+// The file's data extents into a new memfd (holes stay holes), sealed
+// against writes and size changes. A file that shrinks under the copy
+// reads short: an error, not a SIGBUS.
+Result<UniqueFd> sealed_copy(int src, uint64_t size, const std::string& what) {
+  UniqueFd mfd(static_cast<int>(::syscall(SYS_memfd_create, "vicvmm-snapshot", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
+  if (!mfd) return sys_err("{}: memfd_create", what);
+  if (::ftruncate(mfd.get(), static_cast<off_t>(size)) != 0) return sys_err("{}: sizing its copy", what);
+  std::vector<uint8_t> buf(1 << 20);
+  uint64_t pos = 0;
+  while (pos < size) {
+    off_t data = ::lseek(src, static_cast<off_t>(pos), SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;  // holes to the end
+    if (data < 0) return sys_err("{}: lseek(SEEK_DATA)", what);
+    off_t hole = ::lseek(src, data, SEEK_HOLE);
+    if (hole < 0) return sys_err("{}: lseek(SEEK_HOLE)", what);
+    uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(hole), size);
+    for (uint64_t off = static_cast<uint64_t>(data); off < end;) {
+      size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - off));
+      ssize_t n = ::pread(src, buf.data(), want, static_cast<off_t>(off));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return sys_err("{}: reading", what);
+      if (n == 0) return err("{}: the file shrank while it was being copied", what);
+      for (ssize_t done = 0; done < n;) {
+        ssize_t w = ::pwrite(mfd.get(), buf.data() + done, static_cast<size_t>(n - done), static_cast<off_t>(off) + done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return sys_err("{}: writing its copy", what);
+        done += w;
+      }
+      off += static_cast<uint64_t>(n);
+    }
+    pos = end;
+  }
+  if (::fcntl(mfd.get(), F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+    return sys_err("{}: sealing its copy", what);
+  return mfd;
+}
+
 }  // namespace
 
 Result<> write_snapshot(const std::string& dir_arg, const TemplateState& state,
@@ -859,14 +898,24 @@ Result<> write_snapshot(const std::string& dir_arg, const TemplateState& state,
 }
 
 Result<LoadedSnapshot> read_snapshot(const std::string& dir_arg, HostKind expected_host,
-                                     bool verify_memory) {
+                                     bool verify_memory, SnapshotMemory how) {
   if (dir_arg.empty()) return err("snapshot: empty directory path");
   const std::string dir = strip_trailing_slashes(dir_arg);
   VIC_TRY(check_is_dir(dir));
   VIC_ASSIGN(StateFile f, read_state_file(path_in(dir, kStateFile), expected_host));
   std::optional<uint64_t> hash;
   if (verify_memory) hash = f.header.memory_hash;
-  VIC_ASSIGN(UniqueFd fd, open_memory_file(path_in(dir, kMemoryFile), f.state.mem_size, hash));
+  const std::string memory_path = path_in(dir, kMemoryFile);
+  // A copy is verified after copying: the file may change meanwhile.
+  VIC_ASSIGN(UniqueFd fd, open_memory_file(memory_path, f.state.mem_size,
+                                           how == SnapshotMemory::MapFile ? hash : std::nullopt));
+  if (how == SnapshotMemory::SealedCopy) {
+    VIC_ASSIGN(fd, sealed_copy(fd.get(), f.state.mem_size, "snapshot " + memory_path));
+    if (hash) {
+      VIC_ASSIGN(uint64_t h, memory_checksum_fd(fd.get(), f.state.mem_size, "snapshot " + memory_path));
+      if (h != *hash) return err("snapshot {}: memory checksum mismatch", memory_path);
+    }
+  }
   return LoadedSnapshot{std::move(f.state), std::move(fd)};
 }
 

@@ -87,14 +87,28 @@ Result<> write_snapshot(const std::string& dir, const TemplateState& state,
 
 struct LoadedSnapshot {
   TemplateState state;
-  UniqueFd memory_fd;  // O_RDONLY fd of memory.bin, for MAP_PRIVATE
+  UniqueFd memory_fd;  // memory.bin read-only, or its sealed copy; for MAP_PRIVATE
+};
+
+// How a loaded snapshot's memory is held.
+enum class SnapshotMemory {
+  // memory.bin itself: shared through the page cache by every process
+  // that maps it, but a clone dies of SIGBUS if another process truncates
+  // the file under it. For vicvmm's own templates, which it never changes
+  // in place (a new template is written aside and renamed over).
+  MapFile,
+  // A copy in a sealed memfd (no write, shrink or grow): immune to what
+  // happens to the file afterwards, verified after the copy. For snapshot
+  // directories from elsewhere (fork --from); costs the copy's time and
+  // one private copy of the written pages per process.
+  SealedCopy,
 };
 
 // Reads and validates `dir`: magic, version, struct sizes, header and payload
 // hashes, every section, host kind == expected_host, memory.bin's size ==
 // mem_size and (when verify_memory) its hash. Opens everything read-only.
 Result<LoadedSnapshot> read_snapshot(const std::string& dir, HostKind expected_host,
-                                     bool verify_memory = true);
+                                     bool verify_memory = true, SnapshotMemory how = SnapshotMemory::MapFile);
 
 // The format's building blocks, exposed for tests and tools.
 namespace snapshot_detail {

@@ -106,8 +106,9 @@ Result<std::shared_ptr<const Template>> Template::capture(const Kvm& kvm, std::u
   return std::shared_ptr<const Template>(std::move(t));
 }
 
-Result<std::shared_ptr<const Template>> Template::load(const std::string& dir, HostKind host, bool verify_memory) {
-  VIC_ASSIGN(LoadedSnapshot snap, read_snapshot(dir, host, verify_memory));
+Result<std::shared_ptr<const Template>> Template::load(const std::string& dir, HostKind host, bool verify_memory,
+                                                      SnapshotMemory how) {
+  VIC_ASSIGN(LoadedSnapshot snap, read_snapshot(dir, host, verify_memory, how));
   auto t = std::make_shared<Template>();
   t->state_ = std::move(snap.state);
   t->memory_ = std::move(snap.memory_fd);

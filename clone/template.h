@@ -9,6 +9,7 @@
 #include <span>
 #include <string>
 
+#include "clone/snapshot.h"
 #include "clone/template_state.h"
 #include "vmm/kvm/kvm.h"
 #include "vmm/machine.h"
@@ -44,8 +45,11 @@ class Template {
   static Result<std::shared_ptr<const Template>> capture(const Kvm& kvm, std::unique_ptr<Machine> machine,
                                                          std::vector<virtio::DeviceSpec> devices = {});
   // From a snapshot directory written by save() (clone/snapshot.h).
+  // `how`: map memory.bin itself (vicvmm's own templates) or a sealed copy
+  // of it (a snapshot from elsewhere: see SnapshotMemory).
   static Result<std::shared_ptr<const Template>> load(const std::string& dir, HostKind host,
-                                                      bool verify_memory = true);
+                                                      bool verify_memory = true,
+                                                      SnapshotMemory how = SnapshotMemory::MapFile);
 
   // Writes the template as a snapshot directory (atomically).
   Result<> save(const std::string& dir, bool replace = false) const;

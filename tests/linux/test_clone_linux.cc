@@ -506,4 +506,19 @@ TEST_CASE("vicvmm template create / ls / fork / snapshot / rm", "[linux][clone][
     CHECK(from_again.status != 0);  // a clone's failure fails the fork
     CHECK(from_again.err.find("1 failed") != std::string::npos);
   }
+  // Another process truncating memory.bin while `fork --from` runs clones of
+  // it: they run on (a sealed copy), no SIGBUS.
+  {
+    std::thread truncator([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      CHECK(truncate((snap + "/memory.bin").c_str(), 0) == 0);
+    });
+    Outcome during = vicvmm({"fork", "--from", snap, "-n", "3", "--parallel", "1", "--", "/bin/sh", "-c",
+                             "sleep 1; echo alive"});
+    truncator.join();
+    CAPTURE(during.out, during.err);
+    CHECK(during.status == 0);
+    CHECK(std::count(during.out.begin(), during.out.end(), '\n') == 3);
+    CHECK(during.out.find("alive") != std::string::npos);
+  }
 }

@@ -85,7 +85,9 @@ int cmd_fork(const ForkOptions& o) {
   }
   auto kvm = Kvm::open();
   if (!kvm) return fail(kvm.error().message);
-  auto tmpl = Template::load(dir, detect_host_kind());
+  // A snapshot directory from elsewhere may change under us: a sealed copy.
+  auto tmpl = Template::load(dir, detect_host_kind(), true,
+                             o.from_dir.empty() ? SnapshotMemory::MapFile : SnapshotMemory::SealedCopy);
   if (!tmpl) {
     if (o.from_dir.empty() && access(dir.c_str(), F_OK) != 0)
       return fail(fmt::format("template '{}' does not exist (create it with: vicvmm template create {})", name,
