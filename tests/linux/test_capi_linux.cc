@@ -1,0 +1,63 @@
+// The C API as a runtime would use it: `meson install` into a scratch
+// prefix, the C example (examples/fork_clones.c) compiled against that
+// installed tree through pkg-config (not the build directory), then run:
+// it boots a template, forks clones and prints their output and statuses.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+
+#include "tests/subprocess.h"
+#include "tools/vicvmm/options.h"
+
+using namespace vicvmm::test;
+namespace fs = std::filesystem;
+
+TEST_CASE("C API: the example, built against an installed prefix through pkg-config, forks clones", "[linux][capi]") {
+  const char* build = std::getenv("VICVMM_BUILD_ROOT");
+  const char* source = std::getenv("VICVMM_SOURCE_ROOT");
+  REQUIRE(build);
+  REQUIRE(source);
+  ScratchDir s;
+  const std::string root = s.path + "/root";
+  const std::string meson = which("meson");
+  REQUIRE_FALSE(meson.empty());
+  Outcome install = run_process({meson, "install", "-C", build, "--no-rebuild", "--quiet", "--destdir", root});
+  CAPTURE(install.out, install.err);
+  REQUIRE(install.status == 0);
+  std::string pc, prefix = root + "/usr/local";
+  for (const auto& e : fs::recursive_directory_iterator(root))
+    if (e.path().filename() == "vicvmm.pc") pc = e.path().parent_path();
+  REQUIRE_FALSE(pc.empty());
+  CHECK(fs::exists(prefix + "/include/vicvmm.h"));
+  CHECK(fs::exists(prefix + "/bin/vicvmm"));
+
+  // --define-variable: the .pc names /usr/local, the tree is under DESTDIR.
+  std::vector<std::string> env = {"PKG_CONFIG_PATH=" + pc};
+  Outcome flags = run_process({"/bin/sh", "-c", "pkg-config --define-variable=prefix=" + prefix +
+                                                     " --cflags --libs vicvmm"}, env);
+  CAPTURE(flags.out, flags.err);
+  REQUIRE(flags.status == 0);
+  CHECK(flags.out.find(prefix) != std::string::npos);  // not the build directory
+  CHECK(flags.out.find(build) == std::string::npos);
+  std::string libdir = flags.out.substr(flags.out.find("-L") + 2);
+  libdir = libdir.substr(0, libdir.find(' '));
+  const std::string exe = s.path + "/fork_clones";
+  Outcome cc = run_process({"/bin/sh", "-c", "cc -std=c11 -Wall -Werror " + std::string(source) +
+                                                 "/examples/fork_clones.c " + flags.out.substr(0, flags.out.size() - 1) +
+                                                 " -Wl,-rpath," + libdir + " -o " + exe});
+  CAPTURE(cc.out, cc.err);
+  REQUIRE(cc.status == 0);
+  Outcome ldd = run_process({"/usr/bin/ldd", exe});
+  CHECK(ldd.out.find(libdir + "/libvicvmm.so.0") != std::string::npos);
+
+  Outcome run = run_process({exe, vicvmm::cli::default_kernel(), vicvmm::cli::default_initrd(), "3"});
+  CAPTURE(run.out, run.err);
+  std::printf("[capi] the C example's output:\n%s", run.out.c_str());
+  CHECK(run.status == 0);
+  CHECK(run.out.find("libvicvmm 0.1.0") != std::string::npos);
+  for (int i = 1; i <= 3; ++i) {
+    CHECK(run.out.find("[clone " + std::to_string(i) + "] hello from c-clone-" + std::to_string(i)) != std::string::npos);
+    CHECK(run.out.find("clone " + std::to_string(i) + " exited with status " + std::to_string(i)) != std::string::npos);
+  }
+  CHECK(run.out.find("expected error: snapshot /nonexistent-snapshot") != std::string::npos);
+}
