@@ -18,7 +18,7 @@
 #include <filesystem>
 
 #include "bench/suite.h"
-#include "tools/vicvmm/options.h"
+#include "clone/locations.h"
 
 using namespace vicvmm;
 using namespace vicvmm::bench;
@@ -80,7 +80,7 @@ bool need_linux(benchmark::State& st) {
   if (!need_tiny(st)) return false;
   if (!e.linux_tmpl && e.linux_error.empty()) {
     if (!g_template_name.empty()) {
-      auto path = cli::template_path(g_template_name);
+      auto path = template_path(g_template_name);
       if (!path) {
         e.linux_error = path.error().message;
       } else if (auto t = Template::load(*path, detect_host_kind()); t) {
@@ -90,7 +90,7 @@ bool need_linux(benchmark::State& st) {
       }
     } else {
       fmt::print(stderr, "vicvmm-bench: cold-booting the Linux template (~10-60 s on a nested PVM host)...\n");
-      LinuxGuest g{cli::default_kernel(), cli::default_initrd()};
+      LinuxGuest g{default_kernel(), default_initrd()};
       auto b = cold_boot_linux(*e.kvm, g, true);
       if (b) e.linux_tmpl = b->tmpl;
       else e.linux_error = b.error().message;
@@ -314,7 +314,7 @@ void BM_RestoreFile(benchmark::State& st, bool linux_guest) {
 void BM_ColdBoot(benchmark::State& st) {
   if (!need_tiny(st)) return;
   Env& e = env();
-  LinuxGuest g{cli::default_kernel(), cli::default_initrd()};
+  LinuxGuest g{default_kernel(), default_initrd()};
   for (auto _ : st) {
     ColdBoot b = BENCH_TRY(st, cold_boot_linux(*e.kvm, g, false));
     st.SetIterationTime(b.to_ready_us / 1e6);

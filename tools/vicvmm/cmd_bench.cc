@@ -4,8 +4,10 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "bench/report.h"
+#include "bench/soak.h"
 #include "bench/suite.h"
 #include "bench/svg.h"
 #include "tools/vicvmm/commands.h"
@@ -22,6 +24,22 @@ int cmd_bench(const BenchOptions& o) {
     fmt::print(stderr, "vicvmm: error: {}\n", m);
     return kExitVmmError;
   };
+  if (o.soak > 0) {
+    auto kvm = Kvm::open();
+    if (!kvm) return fail(kvm.error().message);
+    fmt::print("{:>10} {:>9} {:>10} {:>12} {:>9}\n", "cycles", "open fds", "RSS KiB", "kernel KiB", "seconds");
+    auto samples = bench::run_soak(*kvm, {o.soak, o.soak_every}, [](const bench::SoakSample& s) {
+      fmt::print("{:>10} {:>9} {:>10} {:>12} {:>9.1f}\n", s.cycles, s.open_fds, s.rss_kib, s.kernel_kib, s.seconds);
+      std::fflush(stdout);
+    });
+    if (!samples) return fail(samples.error().message);
+    if (!o.svg.empty()) {
+      std::ofstream out(o.svg);
+      out << bench::soak_svg(*samples);
+      if (!out.flush()) return fail("writing " + o.svg);
+    }
+    return 0;
+  }
   bench::SuiteOptions so;
   so.quick = o.quick;
   so.linux_guest.kernel = default_kernel();

@@ -75,6 +75,8 @@ struct BenchOptions {
   std::string json, svg;      // output files; empty: none
   std::string template_name;  // load this template instead of booting the default guest
   std::string command_line;   // the invocation, for the reports
+  uint64_t soak = 0;          // > 0: the soak instead of the suite, this many cycles
+  uint64_t soak_every = 1000; // ... sampled every this many
   // Hidden: run as the suite's "restore from file in a new process" child.
   std::string restore_child, until;
 };

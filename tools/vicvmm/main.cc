@@ -174,6 +174,11 @@ int real_main(int argc, char** argv) {
   bench_cmd->add_option("--json", bench.json, "Write Google Benchmark JSON to FILE");
   bench_cmd->add_option("--svg", bench.svg, "Write an SVG of the latency CDFs and the density curve to FILE");
   bench_cmd->add_option("--template", bench.template_name, "Use saved template NAME instead of booting the default guest");
+  bench_cmd->add_option("--soak", bench.soak,
+                        "Instead of the suite: N clone/start/run/destroy cycles of the tiny guest in one process, "
+                        "sampling open fds, RSS and host kernel memory (a leak check; --svg plots it)");
+  bench_cmd->add_option("--soak-every", bench.soak_every, "Cycles between soak samples (default 1000)")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 40));
   bench_cmd->add_option("--restore-child", bench_child, "(internal) DIR UNTIL")->expected(2)->group("");
 
   // `image`: the container image store.

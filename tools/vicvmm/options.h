@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "clone/locations.h"
 #include "vmm/memory/guest_memory.h"
 #include "vmm/result.h"
 #include "vmm/unique_fd.h"
@@ -35,18 +36,13 @@ struct Console {
 Result<Console> open_console(const std::string& console, const std::string& limit,
                              const std::vector<std::string>& inputs = {});
 
-// Where the tools put the default guest: ${XDG_CACHE_HOME:-$HOME/.cache}/vicvmm.
-std::string cache_dir();
-// $VICVMM_KERNEL, else <cache>/vmlinux; $VICVMM_INITRD, else <cache>/initrd.cpio.
-std::string default_kernel();
-std::string default_initrd();
-
-// Where templates live: ${XDG_STATE_HOME:-$HOME/.local/state}/vicvmm/templates.
-// ${XDG_STATE_HOME:-$HOME/.local/state}/vicvmm: templates, images, containers.
-std::string state_dir();
-std::string templates_dir();
-// templates_dir()/NAME, after checking NAME is [A-Za-z0-9._-]+ without a leading dot.
-Result<std::string> template_path(const std::string& name);
+// Where things live (clone/locations.h), under the names the CLI uses.
+using vicvmm::cache_dir;
+using vicvmm::default_initrd;
+using vicvmm::default_kernel;
+using vicvmm::state_dir;
+using vicvmm::template_path;
+using vicvmm::templates_dir;
 
 // The environment every command gets unless the user overrides a key.
 std::vector<std::string> default_env(const std::vector<std::string>& user_env);
