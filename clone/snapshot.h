@@ -47,7 +47,7 @@
 //          transport registers: status, device_features_sel,
 //          driver_features_sel, queue_sel (4 x u32), driver_features
 //          (u64), interrupt_status, config_generation (2 x u32), then the
-//          queue count (u32, <= 8) and per queue: size, ready, last_avail,
+//          queue count (u32, <= 16) and per queue: size, ready, last_avail,
 //          next_used, signalled_used, event_idx, indirect, reserved
 //          (8 x u16), desc, avail, used (3 x u64 guest-physical).
 //

@@ -74,12 +74,18 @@ Result<std::string> normalize_tag(const std::string& text) {
     name = text.substr(0, colon);
     tag = text.substr(colon + 1);
   }
-  // Docker Hub's implicit names, as skopeo and podman spell them out.
-  for (std::string_view hub : {"docker.io/library/", "docker.io/"})
-    if (name.starts_with(hub) && name.size() > hub.size()) {
-      name = name.substr(hub.size());
-      break;
-    }
+  // Docker Hub's implicit names, as skopeo and podman spell them out; to a
+  // fixed point, so that normalizing a normalized name changes nothing
+  // ("docker.io/docker.io/x" once became "docker.io/x", then "x").
+  for (bool stripped = true; stripped;) {
+    stripped = false;
+    for (std::string_view hub : {"docker.io/library/", "docker.io/"})
+      if (name.starts_with(hub) && name.size() > hub.size()) {
+        name = name.substr(hub.size());
+        stripped = true;
+        break;
+      }
+  }
   if (name.empty() || name.size() > 255) return err("image name '{}': must be 1 to 255 characters", text);
   for (char c : name)
     if (!name_char(c)) return err("image name '{}': invalid character '{}'", text, c);

@@ -100,6 +100,9 @@ tl::expected<std::string, Response> Router::strip_version(std::string_view path)
 }
 
 const Router::Route* Router::find(http::verb method, const std::string& path, std::smatch* m) const {
+  // libstdc++'s regex matcher recurses once per character: a long path
+  // would overflow the stack. No route is that long (handle() says 414).
+  if (path.size() > kMaxRoutedPath) return nullptr;
   for (const auto& r : routes_)
     if (r.method == method && std::regex_match(path, *m, r.re)) return &r;
   return nullptr;
@@ -133,6 +136,8 @@ asio::awaitable<Response> Router::handle(Request& req, Connection& conn) {
       query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
     }
   }
+  if (req.path.size() > kMaxRoutedPath)
+    co_return error_response(414, fmt::format("request path of {} bytes, at most {}", req.path.size(), kMaxRoutedPath));
   std::smatch m;
   const Route* r = find(req.method, req.path, &m);
   if (!r)

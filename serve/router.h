@@ -14,6 +14,9 @@ namespace vicvmm::serve {
 
 inline constexpr const char* kApiVersion = "1.41";
 inline constexpr int kMinApiMinor = 24, kMaxApiMinor = 43;
+// Longer paths are refused (414) before any route is matched: an image
+// reference is at most ~400 bytes.
+inline constexpr size_t kMaxRoutedPath = 2048;
 
 using Handler = std::function<asio::awaitable<Response>(Request&, Connection&)>;
 

@@ -19,7 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>

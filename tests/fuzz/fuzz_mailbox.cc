@@ -16,6 +16,7 @@
 // strings_len, and build_mailbox() of the result parses back to the same
 // request (when every env entry has the '=' build_mailbox requires).
 // Run: tools/fuzz mailbox [SECONDS]
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>

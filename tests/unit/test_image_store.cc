@@ -9,6 +9,7 @@
 #include <set>
 
 #include "image/digest.h"
+#include "image/records.h"
 #include "image/store.h"
 #include "tests/unit/image_test_util.h"
 #include "tests/unit/test_helpers.h"
@@ -282,4 +283,20 @@ TEST_CASE("image store: hostile outer archives are refused", "[image]") {
   CHECK_THAT(error_of(f.store.load(evil)), Contains("manifest.json: larger than 8388608 bytes"));
   CHECK(f.contents() == before);
   CHECK(count_entries(f.store.root() + "/tmp") == 0);
+}
+
+TEST_CASE("image names: Docker Hub's spellings normalize to one name, and normalizing twice changes nothing",
+          "[image]") {
+  using vicvmm::image::normalize_tag;
+  for (const char* in : {"busybox", "busybox:latest", "docker.io/busybox", "docker.io/library/busybox:latest",
+                         "docker.io/docker.io/busybox", "docker.io/library/docker.io/library/busybox"}) {
+    auto once = normalize_tag(in);
+    REQUIRE(once);
+    CHECK(*once == "busybox:latest");
+    auto twice = normalize_tag(*once);
+    REQUIRE(twice);
+    CHECK(*twice == *once);
+  }
+  CHECK(*normalize_tag("quay.io/x/y:1") == "quay.io/x/y:1");
+  CHECK_FALSE(normalize_tag("docker.io/"));
 }
