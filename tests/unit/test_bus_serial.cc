@@ -151,6 +151,17 @@ TEST_CASE("serial loopback and FIFO identification pass Linux's 16550A probe") {
   CHECK(rd(s, 7) == 0x5a);
 }
 
+TEST_CASE("a guest flooding its UART in loopback fills the 16-byte receive FIFO, then overruns") {
+  Serial s(-1, {});
+  wr(s, 4, 0x10);  // MCR: loopback
+  for (int i = 0; i < 1 << 20; ++i) wr(s, 0, static_cast<uint8_t>(i));
+  CHECK((rd(s, 5) & 0x03) == 0x03);  // data ready, overrun
+  CHECK((rd(s, 5) & 0x02) == 0);     // reading LSR cleared the overrun
+  for (int i = 0; i < 16; ++i) CHECK(rd(s, 0) == static_cast<uint8_t>(i));  // the first 16 bytes, kept
+  CHECK((rd(s, 5) & 0x01) == 0);  // and nothing more
+  CHECK(s.bytes_out() == 0);      // loopback bytes never leave
+}
+
 TEST_CASE("i8042 resets the machine only on command 0xfe at port 0x64") {
   int resets = 0;
   I8042 k([&] { ++resets; });

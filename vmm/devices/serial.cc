@@ -14,7 +14,11 @@ constexpr uint8_t kData = 0, kIer = 1, kIir = 2, kLcr = 3, kMcr = 4, kLsr = 5, k
 constexpr uint8_t kLcrDlab = 0x80;
 constexpr uint8_t kIerRdi = 0x01, kIerThri = 0x02;
 constexpr uint8_t kIirNone = 0x01, kIirThri = 0x02, kIirRdi = 0x04, kIirFifo = 0xc0;
-constexpr uint8_t kLsrDr = 0x01, kLsrThre = 0x20, kLsrTemt = 0x40;
+constexpr uint8_t kLsrDr = 0x01, kLsrOe = 0x02, kLsrThre = 0x20, kLsrTemt = 0x40;
+// A 16550A's receive FIFO: in loopback a guest's writes land there, and a
+// real UART drops what does not fit (an overrun), so a guest flooding its
+// own loopback costs 16 bytes, not host memory without bound.
+constexpr size_t kRxFifo = 16;
 constexpr uint8_t kMcrLoop = 0x10;
 constexpr uint8_t kMsrIdle = 0xb0;  // DCD | DSR | CTS: a cable is attached and ready
 }  // namespace
@@ -58,7 +62,11 @@ uint8_t Serial::read_reg(uint64_t offset) {
     }
     case kLcr: return lcr_;
     case kMcr: return mcr_;
-    case kLsr: return kLsrThre | kLsrTemt | (rx_.empty() ? 0 : kLsrDr);
+    case kLsr: {
+      uint8_t lsr = kLsrThre | kLsrTemt | (rx_.empty() ? 0 : kLsrDr) | (overrun_ ? kLsrOe : 0);
+      overrun_ = false;  // reading LSR clears the error bits
+      return lsr;
+    }
     case kMsr:
       // In loopback the modem inputs mirror the outputs; Linux probes this.
       if (mcr_ & kMcrLoop)  // DTR->DSR, RTS->CTS, OUT1->RI, OUT2->DCD
@@ -77,7 +85,8 @@ void Serial::write_reg(uint64_t offset, uint8_t v) {
         return;
       }
       if (mcr_ & kMcrLoop) {
-        rx_.push_back(v);
+        if (rx_.size() < kRxFifo) rx_.push_back(v);
+        else overrun_ = true;
       } else {
         emit(v);
       }
@@ -177,6 +186,7 @@ void Serial::restore(const SerialState& s) {
   fifo_enabled_ = s.fifo_enabled != 0;
   thr_empty_pending_ = s.thr_empty_pending != 0;
   rx_.clear();
+  overrun_ = false;
 }
 
 void Serial::queue_input(std::string_view bytes) {

@@ -62,6 +62,7 @@ class Serial : public BusDevice {
 
   mutable std::mutex mu_;
   std::deque<uint8_t> rx_;
+  bool overrun_ = false;  // a loopback byte found the receive FIFO full
   std::string out_buf_, line_;
   uint64_t bytes_out_ = 0;
 
