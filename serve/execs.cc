@@ -124,6 +124,11 @@ Result<UniqueFd> ExecManager::start(const std::string& id, int stream, const std
   auto reply = recv_message(conn->get(), "the container's worker");
   timeval none{0, 0};
   setsockopt(conn->get(), SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+  if (!reply && (reply.error().sys_errno == EAGAIN || reply.error().sys_errno == EWOULDBLOCK))
+    return fail(Error{fmt::format("container {}: its VM did not answer the exec request in 30 s (a template made by "
+                                  "an older vicvmm has no exec channel: create it again)",
+                                  container_id.substr(0, 12)),
+                      EBUSY});
   if (!reply) return fail(reply.error());
   if (!reply->body.contains("started")) {
     auto e = reply->body.find("error");
