@@ -113,6 +113,11 @@ class ContainerManager {
   std::map<std::string, int> removed_exits_;  // bounded: the newest kRemovedExits  // OpenStdin containers: until started / attached
   bool stop_ = false;
   std::condition_variable cv_;
+  // The monitor sleeps in poll() on a pidfd per running worker (serve's
+  // children and re-adopted ones alike) and this eventfd (a start, or stop).
+  UniqueFd wake_;
+  std::map<std::string, UniqueFd> pidfds_;  // monitor thread only
+  void wake_monitor();
   std::thread monitor_;
 };
 

@@ -140,6 +140,8 @@ Result<UniqueFd> ExecManager::start(const std::string& id, int stream, const std
     it->second.running = true;
     it->second.pid = reply->body.value("pid", 0u);
     conns_[id] = conn->get();
+    if (auto size = it->second.pending_size)
+      (void)send_message(conn->get(), {{"resize", {size->first, size->second}}});
   }
   return std::move(*conn);
 }
@@ -173,8 +175,10 @@ Result<> ExecManager::resize(const std::string& id, unsigned rows, unsigned cols
   auto it = execs_.find(id);
   if (it == execs_.end()) return api_err(ENOENT, fmt::format("No such exec instance: {}", id));
   auto c = conns_.find(id);
-  if (c == conns_.end()) return api_err(EBUSY, fmt::format("Exec {} is not running", id));
-  return send_message(c->second, {{"resize", {rows, cols}}});
+  if (c != conns_.end()) return send_message(c->second, {{"resize", {rows, cols}}});
+  if (it->second.exit_code) return api_err(EBUSY, fmt::format("Exec {} is not running", id));
+  it->second.pending_size = std::make_pair(rows, cols);  // starting: applied once it runs
+  return {};
 }
 
 Result<json> ExecManager::inspect(const std::string& id) const {

@@ -31,6 +31,9 @@ struct ExecInstance {
   uint32_t pid = 0;  // in the guest
   std::string error;
   uint64_t created_ns = 0;
+  // A resize that came before the process was running (the docker CLI
+  // sends one right after the 101): applied when it starts.
+  std::optional<std::pair<unsigned, unsigned>> pending_size;
 };
 
 class ExecManager {
