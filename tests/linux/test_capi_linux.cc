@@ -47,10 +47,14 @@ TEST_CASE("C API: the example, built against an installed prefix through pkg-con
                                                  " -Wl,-rpath," + libdir + " -o " + exe});
   CAPTURE(cc.out, cc.err);
   REQUIRE(cc.status == 0);
-  Outcome ldd = run_process({"/usr/bin/ldd", exe});
+  // meson test puts the build tree's library directories in
+  // LD_LIBRARY_PATH: the example must find the installed one, so not that.
+  const std::vector<std::string> no_build_libs = {"LD_LIBRARY_PATH="};
+  Outcome ldd = run_process({"/usr/bin/ldd", exe}, no_build_libs);
+  CAPTURE(ldd.out, ldd.err);
   CHECK(ldd.out.find(libdir + "/libvicvmm.so.0") != std::string::npos);
 
-  Outcome run = run_process({exe, vicvmm::cli::default_kernel(), vicvmm::cli::default_initrd(), "3"});
+  Outcome run = run_process({exe, vicvmm::cli::default_kernel(), vicvmm::cli::default_initrd(), "3"}, no_build_libs);
   CAPTURE(run.out, run.err);
   std::printf("[capi] the C example's output:\n%s", run.out.c_str());
   CHECK(run.status == 0);

@@ -85,11 +85,14 @@ void Console::reopen_input() {
 }
 
 void Console::reset() {
+  // The driver resets the device at probe: the host's pending stdin (piped
+  // in before the guest got here) must survive it. Exec requests belong to
+  // the VM that was running: a reset clone must not inherit them.
   control_out_.clear();
   for (InputPort& in : inputs_) {
     std::lock_guard lock(in.mu);
     in.guest_open = in.eof_sent = false;
-    in.data.clear();
+    if (in.port == kExecIn) in.data.clear();
   }
 }
 
