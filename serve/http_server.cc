@@ -152,6 +152,14 @@ asio::awaitable<bool> Connection::finish() {
   co_return !ec;
 }
 
+bool Connection::peer_closed() {
+  if (!socket_.is_open()) return true;
+  char b;
+  ssize_t n = ::recv(socket_.native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  // 0: an orderly close; a byte: more requests, still there; EAGAIN: quiet.
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 asio::awaitable<Result<Hijacked>> Connection::hijack(std::string_view content_type) {
   if (state_ != State::kIdle) co_return err("connection: response already started");
   std::string head = "HTTP/1.1 101 UPGRADED\r\nContent-Type: " + std::string(content_type) + "\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n";

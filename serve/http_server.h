@@ -100,6 +100,10 @@ class Connection {
 
   bool streaming() const { return state_ == State::kStreaming || state_ == State::kStreamDone; }
   bool hijacked() const { return state_ == State::kHijacked; }
+  // The client closed its end (or the socket failed): a handler that
+  // streams slowly (`docker wait`, `logs -f`) stops instead of polling on
+  // for nobody. The docker CLI opens a wait for `run -d` and exits.
+  bool peer_closed();
 
  private:
   friend class Server;

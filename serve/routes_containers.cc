@@ -262,6 +262,7 @@ void add_container_routes(Router& r, const Context& ctx) {
       const bool stopped = now->state == "exited" || now->state == "created";
       if (condition == "not-running" && stopped && now->state != "starting") break;
       if (condition == "next-exit" && now->state == "exited" && now->finished_ns >= asked) break;
+      if (conn.peer_closed()) co_return Response{};  // e.g. `docker run -d`, gone after printing the id
       co_await sleep_for(kPoll);
     }
     json result = {{"StatusCode", code}, {"Error", error.empty() ? json(nullptr) : json{{"Message", error}}}};
@@ -333,7 +334,7 @@ void add_container_routes(Router& r, const Context& ctx) {
       std::string out = c->spec.tty ? more : filter_frames(carry, more, want_out, want_err);
       if (!out.empty() && !co_await conn.write(out)) co_return Response{};
       if (more.empty()) {
-        if (done) break;
+        if (done || conn.peer_closed()) break;
         co_await sleep_for(kPoll);
       }
     }
