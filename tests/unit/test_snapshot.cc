@@ -137,9 +137,12 @@ TemplateState sample_state(uint64_t mem_size) {
 // that is non-zero only in its last byte, and the last page.
 std::vector<uint8_t> sample_memory(uint64_t size) {
   std::vector<uint8_t> m(size, 0);
-  for (uint64_t i = 0; i < kPage; ++i) m[i] = static_cast<uint8_t>(i * 13 + 1);
-  for (uint64_t i = 100 * kPage; i < 104 * kPage; ++i) m[i] = static_cast<uint8_t>(i ^ (i >> 12));
-  m[8 * kPage - 1] = 0x42;
+  // Every write only where it fits: ASan found this writing past small
+  // images (16 KiB past a 64-page one).
+  for (uint64_t i = 0; i < std::min(kPage, size); ++i) m[i] = static_cast<uint8_t>(i * 13 + 1);
+  for (uint64_t i = 100 * kPage; i < std::min<uint64_t>(104 * kPage, size); ++i)
+    m[i] = static_cast<uint8_t>(i ^ (i >> 12));
+  if (size >= 8 * kPage) m[8 * kPage - 1] = 0x42;
   m[size - 1] = 0x99;
   return m;
 }

@@ -111,7 +111,7 @@ void Console::send_control(uint32_t id, uint16_t event, uint16_t value, std::str
   std::memcpy(m.data(), &id, 4);
   std::memcpy(m.data() + 4, &event, 2);
   std::memcpy(m.data() + 6, &value, 2);
-  std::memcpy(m.data() + kControlBytes, extra.data(), extra.size());
+  if (!extra.empty()) std::memcpy(m.data() + kControlBytes, extra.data(), extra.size());  // memcpy(_, nullptr, 0) is UB
   control_out_.push_back(std::move(m));
 }
 
