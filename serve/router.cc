@@ -69,6 +69,13 @@ void Router::add(http::verb method, const std::string& pattern, Handler handler,
   routes_.push_back({method, std::regex(re), std::move(names), std::move(handler), body});
 }
 
+Response api_error(const Error& e) {
+  unsigned status = e.sys_errno == ENOENT ? 404 : e.sys_errno == EEXIST || e.sys_errno == EBUSY ? 409
+                  : e.sys_errno == EINVAL                                   ? 400
+                                                                            : 500;
+  return error_response(status, e.message);
+}
+
 tl::expected<std::string, Response> Router::strip_version(std::string_view path) {
   // "/v" and a digit starts a version prefix ("/v1.41/..."); anything but
   // MAJOR.MINOR there is a bad version, as with docker.

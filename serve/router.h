@@ -24,6 +24,9 @@ using Handler = std::function<asio::awaitable<Response>(Request&, Connection&)>;
 // "Error response from daemon: ...".
 Response error_response(unsigned status, std::string_view message);
 Response json_response(const nlohmann::json& j, unsigned status = 200);
+// A manager's error (api_error.h) as docker's status: ENOENT 404,
+// EEXIST/EBUSY 409, EINVAL 400, anything else 500.
+Response api_error(const Error& e);
 // Api-Version, Docker-Experimental, Ostype, Server: on every response.
 HeaderList docker_headers(const std::string& server_version);
 

@@ -20,13 +20,6 @@ namespace {
 
 constexpr auto kPoll = std::chrono::milliseconds(20);
 
-Response api_error(const Error& e) {
-  unsigned status = e.sys_errno == ENOENT ? 404 : e.sys_errno == EEXIST || e.sys_errno == EBUSY ? 409
-                  : e.sys_errno == EINVAL                                   ? 400
-                                                                            : 500;
-  return error_response(status, e.message);
-}
-
 asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
   asio::steady_timer t(co_await asio::this_coro::executor);
   t.expires_after(d);

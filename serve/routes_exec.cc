@@ -16,11 +16,6 @@ using nlohmann::json;
 
 namespace {
 
-Response exec_error(const Error& e) {
-  unsigned status = e.sys_errno == ENOENT ? 404 : e.sys_errno == EBUSY ? 409 : e.sys_errno == EINVAL ? 400 : 500;
-  return error_response(status, e.message);
-}
-
 // Waits (without a thread) for the worker's exit message on `conn`.
 asio::awaitable<void> await_exit(ExecManager* x, std::string id, UniqueFd conn) {
   asio::posix::stream_descriptor d(co_await asio::this_coro::executor, ::dup(conn.get()));
@@ -45,7 +40,7 @@ void add_exec_routes(Router& r, const Context& ctx) {
     json body = json::parse(req.body, nullptr, false);
     if (body.is_discarded() || !body.is_object()) co_return error_response(400, "the request body is not a JSON object");
     auto id = x->create(req.params["id"], body);
-    if (!id) co_return exec_error(id.error());
+    if (!id) co_return api_error(id.error());
     co_return json_response(json{{"Id", *id}}, 201);
   });
 
@@ -54,7 +49,7 @@ void add_exec_routes(Router& r, const Context& ctx) {
     if (body.is_discarded() || !body.is_object()) co_return error_response(400, "the request body is not a JSON object");
     const std::string id = req.params["id"];
     auto before = x->inspect(id);
-    if (!before) co_return exec_error(before.error());
+    if (!before) co_return api_error(before.error());
     if ((*before)["Running"].get<bool>() || !(*before)["ExitCode"].is_null())
       co_return error_response(409, fmt::format("Exec {} has already been started", id));
     auto executor = co_await asio::this_coro::executor;
@@ -62,7 +57,7 @@ void add_exec_routes(Router& r, const Context& ctx) {
     if (body.value("Detach", false)) {
       auto job = [x, id] { return x->start(id, -1); };
       auto worker = co_await conn.blocking(job);
-      if (!worker) co_return exec_error(worker.error());
+      if (!worker) co_return api_error(worker.error());
       asio::co_spawn(executor, await_exit(x, id, std::move(*worker)), asio::detached);
       co_return Response{200, "application/json", "", {}};
     }
@@ -96,13 +91,13 @@ void add_exec_routes(Router& r, const Context& ctx) {
     unsigned w = static_cast<unsigned>(std::strtoul(req.query["w"].c_str(), nullptr, 10));
     if (h == 0 || w == 0 || h > 0xffff || w > 0xffff) co_return error_response(400, "resize: h and w must be 1-65535");
     auto resized = x->resize(req.params["id"], h, w);
-    if (!resized) co_return exec_error(resized.error());
+    if (!resized) co_return api_error(resized.error());
     co_return Response{201, "text/plain", "", {}};
   });
 
   r.add(http::verb::get, "/exec/{id}/json", [x](Request& req, Connection&) -> asio::awaitable<Response> {
     auto j = x->inspect(req.params["id"]);
-    if (!j) co_return exec_error(j.error());
+    if (!j) co_return api_error(j.error());
     co_return json_response(*j);
   });
 }
