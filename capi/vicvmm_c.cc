@@ -19,6 +19,7 @@
 #include "clone/template.h"
 #include "vmm/host/nested_pvm.h"
 #include "vmm/mapped_file.h"
+#include "vmm/seccomp/seccomp.h"
 
 struct vicvmm_host {
   vicvmm::Kvm kvm;
@@ -125,6 +126,8 @@ int run_clone(vicvmm::Clone& c, const vicvmm_run_options* options, int* exit_sta
 extern "C" {
 
 const char* vicvmm_version(void) { return VICVMM_VERSION; }
+
+void vicvmm_set_seccomp(int enabled) { vicvmm::seccomp::set_enabled(enabled != 0); }
 
 int vicvmm_host_open(vicvmm_host** out, vicvmm_error* err) {
   return guarded(err, "host", [&] {

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "clone/snapshot.h"
+#include "vmm/seccomp/seccomp.h"
 #include "vmm/virtio/block.h"
 
 #include <sys/ioctl.h>
@@ -143,6 +144,11 @@ Result<> Clone::start(const AgentRequest& personality, uint64_t requested_ns) {
     stdio_->reopen_input();
     stop_stdin_pump();
     stdin_pump_ = std::thread([this, fd = stdin_fd_, console = stdio_] {
+      // Without its filter the pump does not run: the guest reads EOF.
+      if (auto c = seccomp::confine_current_thread(seccomp::ThreadKind::StdinPump); !c) {
+        console->close_input();
+        return;
+      }
       uint8_t buf[16384];
       while (!stdin_stop_) {
         pollfd p{fd, POLLIN, 0};

@@ -3,6 +3,13 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
+
+#include "vmm/io/event_loop.h"
+#include "vmm/net/slirp_backend.h"
+#include "vmm/seccomp/seccomp.h"
+#include "vmm/virtio/spec.h"
+
 namespace vicvmm {
 
 namespace {
@@ -14,6 +21,14 @@ void lower_own_priority() { setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()
 
 ClonePool::ClonePool(const Kvm& kvm, std::shared_ptr<const Template> tmpl, PoolOptions opts)
     : kvm_(kvm), tmpl_(std::move(tmpl)), opts_(std::move(opts)) {
+  // The builder confines itself; a thread it started would inherit its
+  // filter, so the shared I/O and network threads start here first.
+  const auto& devices = tmpl_->state().devices;
+  Result<> shared = devices.empty() ? Result<>{} : EventLoop::shared().start();
+  bool has_net = std::any_of(devices.begin(), devices.end(),
+                             [](const auto& d) { return d.spec.device_id == virtio::kDeviceNet; });
+  if (shared && has_net) shared = net::SlirpBackend::start_network_thread();
+  if (!shared) last_error_ = shared.error();
   builder_ = std::thread([this] { builder(); });
   for (int i = 0; i < kReapers; ++i) reapers_.emplace_back([this] { reaper(); });
 }
@@ -32,6 +47,10 @@ ClonePool::~ClonePool() {
 void ClonePool::builder() {
   lower_own_priority();
   std::unique_lock lock(mu_);
+  if (auto c = seccomp::confine_current_thread(seccomp::ThreadKind::PoolBuilder); !c && !last_error_) {
+    last_error_ = c.error();
+    ready_cv_.notify_all();
+  }
   while (!stop_) {
     if (ready_.size() < opts_.target && built_.load() < opts_.limit && !last_error_) {
       lock.unlock();
@@ -52,6 +71,8 @@ void ClonePool::builder() {
 
 void ClonePool::reaper() {
   lower_own_priority();
+  // Unconfined if this fails: it only destroys what the pool released.
+  (void)seccomp::confine_current_thread(seccomp::ThreadKind::PoolReaper);
   std::unique_lock lock(mu_);
   // On stop, still destroy what was released, so the pool's owner does not
   // pay for it on its own thread.

@@ -10,6 +10,14 @@
  * threads, and a pool, whose vicvmm_pool_run() may be called from many
  * threads at once. Output callbacks run on a VM's I/O thread.
  *
+ * seccomp: the threads libvicvmm starts (vCPUs, I/O, network, pool
+ * builders) confine themselves to allow-lists of the system calls they
+ * need; a forbidden call is reported on stderr and the process dies of
+ * SIGSYS. The caller's threads are never confined, but output callbacks
+ * run under the I/O thread's list: they may write to open fds and take
+ * locks, not open files or sockets. vicvmm_set_seccomp(0), or
+ * VICVMM_SECCOMP=off in the environment, turns this off for the process.
+ *
  * Link with `pkg-config --cflags --libs vicvmm`. Needs /dev/kvm. */
 #ifndef VICVMM_H
 #define VICVMM_H
@@ -68,6 +76,10 @@ typedef struct vicvmm_run_options {
 } vicvmm_run_options;
 
 const char* vicvmm_version(void);
+
+/* 1 (the default) or 0: whether threads libvicvmm starts from now on
+ * confine themselves with seccomp. Call it before the first host_open. */
+void vicvmm_set_seccomp(int enabled);
 
 int vicvmm_host_open(vicvmm_host** out, vicvmm_error* err);
 /* After every template, clone and pool made with it is gone. */

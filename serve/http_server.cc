@@ -14,6 +14,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "vmm/seccomp/seccomp.h"
 #include "vmm/unique_fd.h"
 
 namespace vicvmm::serve {
@@ -243,6 +244,8 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions options, Dispatcher
   return s;
 }
 
+Result<> confine_api_thread() { return seccomp::confine_current_thread(seccomp::ThreadKind::Api); }
+
 Result<void> Server::run(bool stop_on_signals) {
   asio::signal_set signals(io_);
   if (stop_on_signals) {
@@ -253,6 +256,9 @@ Result<void> Server::run(bool stop_on_signals) {
     });
   }
   for (auto& l : listeners_) asio::co_spawn(io_, accept_loop(*l), ignore_exception);
+  // This thread parses every request: from here on it holds the API
+  // allow-list (the pool's threads take it with their first job).
+  VIC_TRY(confine_api_thread());
   try {
     io_.run();
   } catch (const std::exception& e) {

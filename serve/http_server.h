@@ -185,6 +185,9 @@ class Server {
 
 inline asio::thread_pool& Connection::pool() { return server_.pool(); }
 
+// Confines the calling thread to the API allow-list (vmm/seccomp), once.
+Result<> confine_api_thread();
+
 template <class F>
 asio::awaitable<std::invoke_result_t<F&>> Connection::blocking(F& f) {
   using R = std::invoke_result_t<F&>;
@@ -195,6 +198,7 @@ asio::awaitable<std::invoke_result_t<F&>> Connection::blocking(F& f) {
         auto ex = asio::get_associated_executor(handler);
         asio::post(pool_ref, [f, handler = std::move(handler), ex]() mutable {
           R r = [&]() -> R {
+            if (auto c = confine_api_thread(); !c) return tl::unexpected(c.error());
             try {
               return f();
             } catch (const std::exception& e) {

@@ -20,13 +20,18 @@ Worker::~Worker() {
   if (!started_) reap();
 }
 
-Result<> Worker::start(const ContainerSpec& spec, int log_fd, int stdin_fd) {
+Result<Worker::StartCost> Worker::start(const ContainerSpec& spec, int log_fd, int stdin_fd) {
   std::vector<int> fds = {log_fd};
   if (stdin_fd >= 0) fds.push_back(stdin_fd);
   VIC_TRY(send_message(control_.get(), {{"start", to_json(spec)}}, fds));
   started_ = true;
   VIC_ASSIGN(Message reply, recv_message(control_.get(), "the container's worker"));
-  if (reply.body.contains("started")) return {};
+  if (reply.body.contains("started")) {
+    StartCost cost;
+    if (auto w = reply.body.find("wall_ns"); w != reply.body.end() && w->is_number_unsigned()) cost.wall_ns = *w;
+    if (auto c = reply.body.find("cpu_ns"); c != reply.body.end() && c->is_number_unsigned()) cost.cpu_ns = *c;
+    return cost;
+  }
   auto e = reply.body.find("error");
   return err("container {}: {}", spec.id.substr(0, 12),
              e != reply.body.end() && e->is_string() ? e->get<std::string>() : std::string("the worker failed"));
@@ -102,6 +107,7 @@ void WorkerPool::warm(const std::string& template_dir) {
   {
     std::lock_guard lock(mu_);
     ready_[template_dir];
+    failed_.erase(template_dir);
   }
   cv_.notify_all();
 }
@@ -113,26 +119,42 @@ size_t WorkerPool::ready(const std::string& template_dir) const {
 }
 
 Result<std::unique_ptr<Worker>> WorkerPool::acquire(const std::string& template_dir) {
-  {
-    std::lock_guard lock(mu_);
-    auto& q = ready_[template_dir];
-    if (!q.empty()) {
-      auto w = std::move(q.front());
-      q.pop_front();
-      cv_.notify_all();
-      return w;
-    }
-  }
+  // Workers are started only by the refiller, a thread that is never
+  // confined: a seccomp filter passes over exec, and a worker started from
+  // a confined API thread would be held to the API's list.
+  std::unique_lock lock(mu_);
+  if (wanted_[template_dir] == 0) failed_.erase(template_dir);  // a new request tries again
+  ++wanted_[template_dir];
   cv_.notify_all();
-  return spawn(bin_, template_dir);  // none ready: pay for one now
+  ready_cv_.wait(lock, [&] {
+    return stop_ || !ready_[template_dir].empty() || failed_.count(template_dir);
+  });
+  --wanted_[template_dir];
+  auto& q = ready_[template_dir];
+  if (!q.empty()) {
+    auto w = std::move(q.front());
+    q.pop_front();
+    cv_.notify_all();  // refill
+    return w;
+  }
+  if (auto f = failed_.find(template_dir); f != failed_.end()) {
+    Error e = f->second;
+    if (wanted_[template_dir] == 0) failed_.erase(f);  // the next request tries again
+    return tl::unexpected(e);
+  }
+  return err("worker for {}: serve is stopping", template_dir);
 }
 
 void WorkerPool::refill() {
   std::unique_lock lock(mu_);
   while (!stop_) {
+    // Waiting requests first, then the ready target.
     std::string need;
-    for (auto& [dir, q] : ready_)
-      if (q.size() < target_) need = dir;
+    for (auto& [dir, n] : wanted_)
+      if (n > 0 && ready_[dir].size() < n && !failed_.count(dir)) need = dir;
+    if (need.empty())
+      for (auto& [dir, q] : ready_)
+        if (q.size() < target_ && !failed_.count(dir)) need = dir;
     if (need.empty()) {
       cv_.wait(lock);
       continue;
@@ -144,11 +166,14 @@ void WorkerPool::refill() {
       ready_[need].push_back(std::move(*w));
     } else {
       // A template that cannot start workers (removed, broken): stop trying
-      // until someone asks again; acquire() reports the error itself.
+      // until someone asks again; the waiting requests get the error.
       ready_.erase(need);
+      failed_[need] = w.error();
     }
+    ready_cv_.notify_all();
   }
   ready_.clear();  // idle workers are killed with their handles
+  ready_cv_.notify_all();
 }
 
 }  // namespace vicvmm::serve

@@ -25,8 +25,13 @@ class Worker {
   ~Worker();  // a worker never started is killed and reaped
   pid_t pid() const { return pid_; }
   int control() const { return control_.get(); }
-  // Sends the container; returns once its vCPU runs (or the worker failed).
-  Result<> start(const ContainerSpec& spec, int log_fd, int stdin_fd = -1);
+  // What the worker spent between the start message and its answer.
+  struct StartCost {
+    uint64_t wall_ns = 0, cpu_ns = 0;  // cpu: every thread of the worker
+  };
+  // Sends the container; returns once the worker has started its VM (or
+  // failed), with the worker's own account of the cost.
+  Result<StartCost> start(const ContainerSpec& spec, int log_fd, int stdin_fd = -1);
   // Blocks until the worker reports the exit: {status, reason}.
   Result<std::pair<int, std::string>> wait_exit();
   // After the worker's process ended: reaps it (its exit status).
@@ -63,9 +68,12 @@ class WorkerPool {
   std::string bin_;
   size_t target_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;        // wakes the refiller
+  std::condition_variable ready_cv_;  // wakes acquire(): a worker is ready or failed
   bool stop_ = false;
   std::map<std::string, std::deque<std::unique_ptr<Worker>>> ready_;
+  std::map<std::string, size_t> wanted_;   // acquire() calls waiting, per template
+  std::map<std::string, Error> failed_;    // the refiller's last failure, per template
   std::thread refiller_;
 };
 

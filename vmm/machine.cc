@@ -7,6 +7,7 @@
 
 #include "guest/abi/vicvmm_abi.h"
 #include "vmm/devices/i8042.h"
+#include "vmm/seccomp/seccomp.h"
 
 namespace vicvmm {
 
@@ -46,6 +47,17 @@ uint64_t monotonic_ns() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
+
+namespace {
+uint64_t clock_ns(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+}  // namespace
+
+uint64_t thread_cpu_ns() { return clock_ns(CLOCK_THREAD_CPUTIME_ID); }
+uint64_t process_cpu_ns() { return clock_ns(CLOCK_PROCESS_CPUTIME_ID); }
 
 uint64_t realtime_ns() {
   timespec ts;
@@ -222,24 +234,30 @@ void Machine::kick_all() {
 Result<StopInfo> Machine::run() {
   if (stopping_.load()) return err("machine: already stopped ({})", stop_reason_name(stop_.reason));
   install_kick_handler();
-  unblock_kick_signal();
 
-  std::vector<std::thread> others;
+  // Every vCPU runs on a thread of its own, confined to the vCPU
+  // allow-list; the caller's thread (an embedder's, or the CLI's main
+  // thread) is never confined: it is the watchdog.
+  std::vector<std::thread> vcpu_threads;
   {
     std::lock_guard lock(stop_mu_);
-    threads_.push_back(pthread_self());
-    for (size_t i = 1; i < vcpus_.size(); ++i) {
-      others.emplace_back([this, i] {
+    for (size_t i = 0; i < vcpus_.size(); ++i) {
+      vcpu_threads.emplace_back([this, i] {
         unblock_kick_signal();
+        if (auto c = seccomp::confine_current_thread(seccomp::ThreadKind::Vcpu); !c) {
+          request_stop({StopReason::HostError, 1, c.error().message});
+          return;
+        }
         vcpu_loop(i);
       });
-      threads_.push_back(others.back().native_handle());
+      threads_.push_back(vcpu_threads.back().native_handle());
     }
   }
 
   // The watchdog enforces the timeout and, with an in-kernel irqchip (where
-  // HLT never reaches us), looks at halted vCPUs once a second.
-  std::thread watchdog([this] {
+  // HLT never reaches us), looks at halted vCPUs once a second. Every vCPU
+  // loop ends with a stop request (a guest event, an error, or ours).
+  {
     auto start = std::chrono::steady_clock::now();
     std::unique_lock lock(stop_mu_);
     auto deadline = start + cfg_.timeout;
@@ -257,15 +275,8 @@ Result<StopInfo> Machine::run() {
       if (cfg_.irqchip)
         for (pthread_t t : threads_) pthread_kill(t, kick_signal());
     }
-  });
-
-  vcpu_loop(0);
-  for (auto& t : others) t.join();
-  {
-    std::lock_guard lock(stop_mu_);
-    stop_cv_.notify_all();
   }
-  watchdog.join();
+  for (auto& t : vcpu_threads) t.join();
   {
     std::lock_guard lock(stop_mu_);
     threads_.clear();

@@ -82,6 +82,9 @@ struct MachineStats {
 };
 
 uint64_t monotonic_ns();
+// CPU time used so far (ns) by the calling thread, and by the whole process.
+uint64_t thread_cpu_ns();
+uint64_t process_cpu_ns();
 // CLOCK_REALTIME in ns: wall-clock stamps (records, a guest's clock).
 uint64_t realtime_ns();
 
@@ -114,7 +117,8 @@ class Machine {
   // `virtio_mmio.device=` words for the kernel command line, one per device.
   std::vector<std::string> virtio_cmdline() const;
 
-  // Runs every vCPU (vCPU 0 on the calling thread, the others on their own)
+  // Runs every vCPU on a thread of its own (confined by seccomp; the
+  // calling thread waits, enforcing the timeout, and is never confined)
   // until the guest or request_stop() stops the machine. Run it once.
   Result<StopInfo> run();
 

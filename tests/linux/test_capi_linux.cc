@@ -42,7 +42,10 @@ TEST_CASE("C API: the example, built against an installed prefix through pkg-con
   std::string libdir = flags.out.substr(flags.out.find("-L") + 2);
   libdir = libdir.substr(0, libdir.find(' '));
   const std::string exe = s.path + "/fork_clones";
-  Outcome cc = run_process({"/bin/sh", "-c", "cc -std=c11 -Wall -Werror " + std::string(source) +
+  const char* sanitize = std::getenv("VICVMM_SANITIZE");
+  std::string cflags = "-std=c11 -Wall -Werror";
+  if (sanitize && *sanitize && std::string(sanitize) != "none") cflags += std::string(" -fsanitize=") + sanitize;
+  Outcome cc = run_process({"/bin/sh", "-c", "cc " + cflags + " " + std::string(source) +
                                                  "/examples/fork_clones.c " + flags.out.substr(0, flags.out.size() - 1) +
                                                  " -Wl,-rpath," + libdir + " -o " + exe});
   CAPTURE(cc.out, cc.err);

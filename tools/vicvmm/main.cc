@@ -9,6 +9,7 @@
 #include "tools/vicvmm/commands.h"
 #include "serve/worker.h"
 #include "tools/vicvmm/options.h"
+#include "vmm/seccomp/seccomp.h"
 #include "vmm/machine.h"
 
 #ifndef VICVMM_VERSION
@@ -30,6 +31,10 @@ bool unknown_word(int argc, char** argv, const CLI::App& app) {
     if (level->get_subcommands({}).empty()) return false;  // a leaf: CLI11 checks the rest
     if (w == "-h" || w == "--help" || w.rfind("--help-", 0) == 0) return false;
     if (!w.empty() && w[0] == '-') {
+      if (level == &app && w.rfind("--seccomp", 0) == 0) {  // the one global option
+        if (w == "--seccomp") ++i;
+        continue;
+      }
       if (level == &app) {
         fmt::print(stderr, "vicvmm: error: unknown option '{}' (see --help)\n", w);
         return true;
@@ -227,11 +232,22 @@ int real_main(int argc, char** argv) {
 
   auto* version_cmd = app.add_subcommand("version", "Print the vicvmm version");
 
+  std::string seccomp_mode = "on";
+  app.add_option("--seccomp", seccomp_mode,
+                 "on: each thread vicvmm starts runs under its own seccomp allow-list (a forbidden call "
+                 "stops the process with SIGSYS, naming it); off: no filters, to debug (also VICVMM_SECCOMP=off)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+
   if (unknown_word(argc, argv, app)) return kExitVmmError;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  }
+  if (seccomp_mode == "off") {
+    vicvmm::seccomp::set_enabled(false);
+    setenv("VICVMM_SECCOMP", "off", 1);  // and in serve's worker processes
   }
 
   if (*run_cmd) {

@@ -7,12 +7,18 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
+#include <future>
+
+#include "vmm/seccomp/seccomp.h"
+
 namespace vicvmm {
 
 EventLoop& EventLoop::shared() {
   static EventLoop loop;
   static std::once_flag once;
-  std::call_once(once, [] { (void)loop.start(); });
+  std::call_once(once, [] {
+    if (auto r = loop.start(); !r) loop.start_error_ = r.error().message;
+  });
   return loop;
 }
 
@@ -37,13 +43,27 @@ Result<> EventLoop::start() {
   ev.events = EPOLLIN;
   ev.data.u64 = 0;  // token 0: the wake fd
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0) return sys_err("I/O loop: epoll_ctl");
-  thread_ = std::thread([this] { run(); });
-  pthread_setname_np(thread_.native_handle(), "vicvmm-io");
+  // The thread confines itself before serving anything; a failure to do so
+  // is start()'s error, and the loop does not run.
+  std::promise<Result<>> confined;
+  auto ready = confined.get_future();
+  thread_ = std::thread([this, &confined] {
+    auto c = seccomp::confine_current_thread(seccomp::ThreadKind::Io);
+    bool ok = c.has_value();
+    confined.set_value(std::move(c));
+    if (ok) run();
+  });
+  auto c = ready.get();
+  if (!c) {
+    thread_.join();
+    epoll_.reset();
+    return with_context(c.error(), "I/O loop");
+  }
   return {};
 }
 
 Result<uint64_t> EventLoop::add(int fd, uint32_t events, Handler handler) {
-  if (!epoll_) return err("I/O loop: not started");
+  if (!epoll_) return err("I/O loop: not started{}{}", start_error_.empty() ? "" : ": ", start_error_);
   std::lock_guard lock(mu_);
   uint64_t token = next_token_++;
   epoll_event ev{};

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <unordered_map>
 
@@ -50,6 +51,7 @@ class EventLoop {
   void run();
 
   UniqueFd epoll_;
+  std::string start_error_;  // why shared() could not start the loop
   UniqueFd wake_;  // eventfd that ends the loop
   std::thread thread_;
   mutable std::mutex mu_;         // entries_

@@ -14,6 +14,8 @@
 #include <future>
 #include <thread>
 
+#include "vmm/seccomp/seccomp.h"
+
 namespace vicvmm::net {
 
 struct Timer {
@@ -38,11 +40,31 @@ class NetLoop {
     return *loop;
   }
 
+  // Starts the network thread once; it confines itself to the network
+  // allow-list first, and a failure to is the error here.
+  Result<> start() {
+    std::lock_guard lock(start_mu_);
+    if (thread_.joinable()) return {};
+    std::promise<Result<>> confined;
+    auto ready = confined.get_future();
+    thread_ = std::thread([this, &confined] {
+      auto c = seccomp::confine_current_thread(seccomp::ThreadKind::Net);
+      bool ok = c.has_value();
+      confined.set_value(std::move(c));
+      if (ok) run();
+    });
+    auto c = ready.get();
+    if (!c) {
+      thread_.join();
+      return with_context(c.error(), "net");
+    }
+    return {};
+  }
+
   void add(SlirpBackend* b) {
     {
       std::lock_guard lock(mu_);
       backends_.push_back(b);
-      if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
     }
     wake();
   }
@@ -96,7 +118,6 @@ class NetLoop {
   }
 
   void run() {
-    pthread_setname_np(pthread_self(), "vicvmm-net");
     // libslirp writes to sockets whose peer may be gone: EPIPE, not a
     // process-killing SIGPIPE (the signal stays pending on this thread).
     sigset_t pipe;
@@ -146,6 +167,7 @@ class NetLoop {
   }
 
   UniqueFd wake_;
+  std::mutex start_mu_;  // thread_'s start
   std::mutex mu_;
   std::vector<SlirpBackend*> backends_;
   std::vector<std::function<void()>> tasks_;
@@ -233,6 +255,8 @@ Result<std::vector<PortForward>> parse_publish(const std::string& text) {
   return v;
 }
 
+Result<> SlirpBackend::start_network_thread() { return NetLoop::shared().start(); }
+
 Result<std::shared_ptr<SlirpBackend>> SlirpBackend::create(const std::vector<PortForward>& forwards) {
   std::shared_ptr<SlirpBackend> b(new SlirpBackend);
   b->to_guest_event_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -251,6 +275,7 @@ Result<std::shared_ptr<SlirpBackend>> SlirpBackend::create(const std::vector<Por
   b->slirp_ = slirp_new(&cfg, &kCallbacks, b.get());
   if (!b->slirp_) return err("net: slirp_new failed");
   VIC_TRY(b->add_forwards(forwards));  // not registered yet: no other thread uses slirp_
+  VIC_TRY(NetLoop::shared().start());
   NetLoop::shared().add(b.get());
   return b;
 }

@@ -47,6 +47,10 @@ class SlirpBackend {
   static constexpr size_t kMaxQueuedFrames = 512;
 
   static Result<std::shared_ptr<SlirpBackend>> create(const std::vector<PortForward>& forwards);
+  // Starts the process's network thread now (create() does it too): a
+  // thread that confines itself and later makes backends calls this first,
+  // since a thread it started would inherit its filter.
+  static Result<> start_network_thread();
   ~SlirpBackend();
 
   // Adds published ports now (a clone's, at its start; any thread: the
