@@ -51,6 +51,8 @@ constexpr Allowed kBase[] = {
     {"getrlimit", "sanitizer runtime: stack size"},
     {"prlimit64", "sanitizer runtime: stack size"},
     {"uname", "sanitizer runtime"},
+    {"pipe2", "sanitizer runtime: probing whether memory is readable (IsAccessibleMemoryRange)"},
+    {"pipe", "as pipe2"},
 #endif
 };
 
