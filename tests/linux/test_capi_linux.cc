@@ -67,4 +67,33 @@ TEST_CASE("C API: the example, built against an installed prefix through pkg-con
     CHECK(run.out.find("clone " + std::to_string(i) + " exited with status " + std::to_string(i)) != std::string::npos);
   }
   CHECK(run.out.find("expected error: snapshot /nonexistent-snapshot") != std::string::npos);
+
+  // The C++ API from the same prefix: headers under include/vicvmm/, the
+  // static archive and vicvmm-cpp.pc.
+  CHECK(fs::exists(prefix + "/include/vicvmm/clone/pool.h"));
+  Outcome cpp_flags = run_process({"/bin/sh", "-c", "pkg-config --define-variable=prefix=" + prefix +
+                                                         " --cflags --libs vicvmm-cpp"}, env);
+  CAPTURE(cpp_flags.out, cpp_flags.err);
+  REQUIRE(cpp_flags.status == 0);
+  CHECK(cpp_flags.out.find(prefix + "/include/vicvmm") != std::string::npos);
+  CHECK(cpp_flags.out.find(build) == std::string::npos);
+  const std::string cpp_exe = s.path + "/pool_clones";
+  std::string cxxflags = "-std=c++20 -Wall -Werror";
+  if (sanitize && *sanitize && std::string(sanitize) != "none") cxxflags += std::string(" -fsanitize=") + sanitize;
+  Outcome cxx = run_process({"/bin/sh", "-c", "c++ " + cxxflags + " " + std::string(source) +
+                                                  "/examples/pool_clones.cc " +
+                                                  cpp_flags.out.substr(0, cpp_flags.out.size() - 1) + " -o " + cpp_exe});
+  CAPTURE(cxx.out, cxx.err);
+  REQUIRE(cxx.status == 0);
+  Outcome pooled = run_process({cpp_exe, vicvmm::cli::default_kernel(), vicvmm::cli::default_initrd(), "3"}, no_build_libs);
+  CAPTURE(pooled.out, pooled.err);
+  std::printf("[capi] the C++ example's output:\n%s", pooled.out.c_str());
+  CHECK(pooled.status == 0);
+  CHECK(pooled.out.find("3 shells built ahead") != std::string::npos);
+  for (int i = 1; i <= 3; ++i) {
+    CHECK(pooled.out.find("hello from cpp-clone-" + std::to_string(i)) != std::string::npos);
+    CHECK(pooled.out.find("pool clone " + std::to_string(i) + ": command exited, status " + std::to_string(i)) !=
+          std::string::npos);
+  }
+  CHECK(pooled.out.find("expected error: snapshot /nonexistent-snapshot") != std::string::npos);
 }
