@@ -325,11 +325,15 @@ asio::awaitable<void> Server::watchdog(std::shared_ptr<Connection> c) {
   }
 }
 
-void Server::log(const Request& req, unsigned status, Clock::time_point start) const {
+void Server::log(const Request& req, unsigned status, Clock::time_point start, uint64_t work_cpu_ns) const {
   if (!options_.log) return;
   double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   std::string target = req.target.size() > 200 ? req.target.substr(0, 200) + "..." : req.target;
-  std::fprintf(stderr, "%s %s %u %.1fms\n", req.method_name.c_str(), target.c_str(), status, ms);
+  if (work_cpu_ns)
+    std::fprintf(stderr, "%s %s %u %.1fms (CPU %.3fms)\n", req.method_name.c_str(), target.c_str(), status, ms,
+                 work_cpu_ns / 1e6);
+  else
+    std::fprintf(stderr, "%s %s %u %.1fms\n", req.method_name.c_str(), target.c_str(), status, ms);
 }
 
 asio::awaitable<void> Server::reply(Connection& c, const Request* req, const Response& res, bool keep_alive) {
@@ -485,7 +489,7 @@ asio::awaitable<void> Server::session(std::shared_ptr<Connection> c) {
       if (c->state_ == Connection::State::kStreaming) co_await c->finish();
       if (c->state_ == Connection::State::kIdle) co_await reply(*c, &req, res, c->keep_alive_);
       c->state_ = Connection::State::kIdle;
-      log(req, c->status_, start);
+      log(req, c->status_, start, c->work_cpu_ns_.exchange(0));
       if (!c->keep_alive_ || !c->socket_.is_open()) break;
     }
   } catch (...) {

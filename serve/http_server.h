@@ -9,6 +9,7 @@
 // client only ever costs its own connection.
 #pragma once
 
+#include <atomic>
 #include <utility>  // before asio: Boost 1.74's awaitable.hpp uses std::exchange without it
 
 #include <boost/asio.hpp>
@@ -24,6 +25,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "vmm/machine.h"  // thread_cpu_ns
 #include "vmm/result.h"
 
 namespace vicvmm::serve {
@@ -120,6 +122,7 @@ class Connection {
   State state_ = State::kIdle;
   bool keep_alive_ = true;
   unsigned status_ = 0;  // for the log line
+  std::atomic<uint64_t> work_cpu_ns_{0};  // CPU of this request's blocking() jobs, for the log line
 };
 
 struct ServerOptions {
@@ -171,7 +174,9 @@ class Server {
   asio::awaitable<void> reply(Connection& c, const Request* req, const Response& res, bool keep_alive);
   asio::awaitable<void> lingering_close(Connection& c);
   void do_stop();
-  void log(const Request& req, unsigned status, Connection::Clock::time_point start) const;
+  // One line per request: method, target, status, wall time and, when the
+  // handler ran blocking work on the pool, that work's CPU time.
+  void log(const Request& req, unsigned status, Connection::Clock::time_point start, uint64_t work_cpu_ns = 0) const;
 
   ServerOptions options_;
   Dispatcher& dispatcher_;
@@ -193,12 +198,18 @@ asio::awaitable<std::invoke_result_t<F&>> Connection::blocking(F& f) {
   using R = std::invoke_result_t<F&>;
   disarm();  // the work's duration is not the client's slowness
   auto& pool_ref = pool();
+  auto* cpu_sum = &work_cpu_ns_;
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(R)>(
-      [&pool_ref, &f](auto handler) {
+      [&pool_ref, &f, cpu_sum](auto handler) {
         auto ex = asio::get_associated_executor(handler);
-        asio::post(pool_ref, [f, handler = std::move(handler), ex]() mutable {
+        asio::post(pool_ref, [f, handler = std::move(handler), ex, cpu_sum]() mutable {
           R r = [&]() -> R {
             if (auto c = confine_api_thread(); !c) return tl::unexpected(c.error());
+            struct CountCpu {  // the caller awaits this job: the counter outlives it
+              std::atomic<uint64_t>* sum;
+              uint64_t from = thread_cpu_ns();
+              ~CountCpu() { sum->fetch_add(thread_cpu_ns() - from); }
+            } count{cpu_sum};
             try {
               return f();
             } catch (const std::exception& e) {
