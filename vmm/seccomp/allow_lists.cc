@@ -53,6 +53,13 @@ constexpr Allowed kBase[] = {
     {"uname", "sanitizer runtime"},
     {"pipe2", "sanitizer runtime: probing whether memory is readable (IsAccessibleMemoryRange)"},
     {"pipe", "as pipe2"},
+    // LeakSanitizer at exit stops the world from the exiting thread: a
+    // tracer task (clone) that ptrace-attaches every thread and waits.
+    {"clone", "LeakSanitizer's tracer task"},
+    {"ptrace", "LeakSanitizer's tracer: attaching to every thread to read its registers"},
+    {"wait4", "LeakSanitizer: waiting for the tracer and the traced threads"},
+    {"rt_sigaction", "LeakSanitizer's tracer: its own signal handlers"},
+    {"getppid", "LeakSanitizer's tracer"},
 #endif
 };
 
