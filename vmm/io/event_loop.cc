@@ -7,8 +7,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 
-#include <future>
-
 #include "vmm/seccomp/seccomp.h"
 
 namespace vicvmm {
@@ -45,20 +43,12 @@ Result<> EventLoop::start() {
   if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) < 0) return sys_err("I/O loop: epoll_ctl");
   // The thread confines itself before serving anything; a failure to do so
   // is start()'s error, and the loop does not run.
-  std::promise<Result<>> confined;
-  auto ready = confined.get_future();
-  thread_ = std::thread([this, &confined] {
-    auto c = seccomp::confine_current_thread(seccomp::ThreadKind::Io);
-    bool ok = c.has_value();
-    confined.set_value(std::move(c));
-    if (ok) run();
-  });
-  auto c = ready.get();
-  if (!c) {
-    thread_.join();
+  auto t = seccomp::start_confined_thread(seccomp::ThreadKind::Io, [this] { run(); });
+  if (!t) {
     epoll_.reset();
-    return with_context(c.error(), "I/O loop");
+    return with_context(t.error(), "I/O loop");
   }
+  thread_ = std::move(*t);
   return {};
 }
 

@@ -45,19 +45,9 @@ class NetLoop {
   Result<> start() {
     std::lock_guard lock(start_mu_);
     if (thread_.joinable()) return {};
-    std::promise<Result<>> confined;
-    auto ready = confined.get_future();
-    thread_ = std::thread([this, &confined] {
-      auto c = seccomp::confine_current_thread(seccomp::ThreadKind::Net);
-      bool ok = c.has_value();
-      confined.set_value(std::move(c));
-      if (ok) run();
-    });
-    auto c = ready.get();
-    if (!c) {
-      thread_.join();
-      return with_context(c.error(), "net");
-    }
+    auto t = seccomp::start_confined_thread(seccomp::ThreadKind::Net, [this] { run(); });
+    if (!t) return with_context(t.error(), "net");
+    thread_ = std::move(*t);
     return {};
   }
 

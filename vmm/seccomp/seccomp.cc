@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -260,6 +261,22 @@ Result<> confine_current_thread(ThreadKind kind) {
     return sys_err("seccomp: installing the {} thread's filter (VICVMM_SECCOMP=off runs without)", name);
   t_kind = name;
   return {};
+}
+
+Result<std::thread> start_confined_thread(ThreadKind kind, std::function<void()> body) {
+  std::promise<Result<>> confined;
+  auto ready = confined.get_future();
+  std::thread t([kind, &confined, body = std::move(body)] {
+    auto c = confine_current_thread(kind);
+    bool ok = c.has_value();
+    confined.set_value(std::move(c));  // `confined` is gone once the caller has this
+    if (ok) body();
+  });
+  if (auto c = ready.get(); !c) {
+    t.join();
+    return tl::unexpected(c.error());
+  }
+  return t;
 }
 
 bool allows(ThreadKind kind, std::string_view syscall_name) {

@@ -14,7 +14,9 @@
 // The lists, with why each call is there, are in allow_lists.cc.
 #pragma once
 
+#include <functional>
 #include <string_view>
+#include <thread>
 
 #include "vmm/result.h"
 
@@ -50,6 +52,11 @@ Result<> confine_current_thread(ThreadKind kind);
 // For a thread started by a confined thread (it runs under that filter
 // already): records its kind for reports; installs nothing.
 void note_inherited(ThreadKind kind);
+
+// Starts a thread that confines itself as `kind` and then runs `body`;
+// returns once the filter is in place (the thread), or with the reason it
+// could not be (and no thread: `body` never runs).
+Result<std::thread> start_confined_thread(ThreadKind kind, std::function<void()> body);
 
 // The kind the calling thread was confined as, or nullptr.
 const char* current_kind_name();
