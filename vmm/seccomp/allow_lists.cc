@@ -54,7 +54,10 @@ constexpr Allowed kBase[] = {
     {"pipe2", "sanitizer runtime: probing whether memory is readable (IsAccessibleMemoryRange)"},
     {"pipe", "as pipe2"},
     // LeakSanitizer at exit stops the world from the exiting thread: a
-    // tracer task (clone) that ptrace-attaches every thread and waits.
+    // tracer task (clone) that ptrace-attaches every thread and waits. With
+    // these it still dies of SIGSYS under serve's API list (a call not yet
+    // found: its signals are blocked, so no report), so tools/test runs the
+    // sanitized suites with detect_leaks=0.
     {"clone", "LeakSanitizer's tracer task"},
     {"ptrace", "LeakSanitizer's tracer: attaching to every thread to read its registers"},
     {"wait4", "LeakSanitizer: waiting for the tracer and the traced threads"},
