@@ -7,6 +7,7 @@
 
 #include "vmm/io/event_loop.h"
 #include "vmm/net/slirp_backend.h"
+#include "vmm/parked_threads.h"
 #include "vmm/seccomp/seccomp.h"
 #include "vmm/virtio/spec.h"
 
@@ -28,6 +29,9 @@ ClonePool::ClonePool(const Kvm& kvm, std::shared_ptr<const Template> tmpl, PoolO
   bool has_net = std::any_of(devices.begin(), devices.end(),
                              [](const auto& d) { return d.spec.device_id == virtio::kDeviceNet; });
   if (shared && has_net) shared = net::SlirpBackend::start_network_thread();
+  // Templates have one vCPU: one parked vCPU thread per clone that may
+  // run at once, up to a few; more start on demand.
+  if (shared) shared = ParkedThreads::vcpus().prestart(std::min<size_t>(opts_.target, 4));
   if (!shared) last_error_ = shared.error();
   builder_ = std::thread([this] { builder(); });
   for (int i = 0; i < kReapers; ++i) reapers_.emplace_back([this] { reaper(); });

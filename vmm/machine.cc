@@ -7,6 +7,7 @@
 
 #include "guest/abi/vicvmm_abi.h"
 #include "vmm/devices/i8042.h"
+#include "vmm/parked_threads.h"
 #include "vmm/seccomp/seccomp.h"
 
 namespace vicvmm {
@@ -228,20 +229,25 @@ Result<StopInfo> Machine::run() {
 
   // Every vCPU runs on a thread of its own, confined to the vCPU
   // allow-list; the caller's thread (an embedder's, or the CLI's main
-  // thread) is never confined: it is the watchdog.
-  std::vector<std::thread> vcpu_threads;
+  // thread) is never confined: it is the watchdog. The threads are the
+  // process's parked vCPU threads, started and confined once.
+  std::vector<ParkedThreads::Job> vcpu_jobs;
+  vcpu_jobs.reserve(vcpus_.size());
   {
     std::lock_guard lock(stop_mu_);
     for (size_t i = 0; i < vcpus_.size(); ++i) {
-      vcpu_threads.emplace_back([this, i] {
+      auto job = ParkedThreads::vcpus().run([this, i] {
         unblock_kick_signal();
-        if (auto c = seccomp::confine_current_thread(seccomp::ThreadKind::Vcpu); !c) {
-          request_stop({StopReason::HostError, 1, c.error().message});
-          return;
-        }
         vcpu_loop(i);
       });
-      threads_.push_back(vcpu_threads.back().native_handle());
+      if (!job) {
+        stop_ = {StopReason::HostError, 1, job.error().message};
+        stopping_ = true;
+        kick_all();
+        break;
+      }
+      vcpu_jobs.push_back(std::move(*job));
+      threads_.push_back(vcpu_jobs.back().native_handle());
     }
   }
 
@@ -267,7 +273,7 @@ Result<StopInfo> Machine::run() {
         for (pthread_t t : threads_) pthread_kill(t, kick_signal());
     }
   }
-  for (auto& t : vcpu_threads) t.join();
+  for (auto& job : vcpu_jobs) job.join();
   {
     std::lock_guard lock(stop_mu_);
     threads_.clear();
