@@ -31,13 +31,17 @@ using ArchiveEntry = std::unique_ptr<archive_entry, ArchiveEntryFree>;
 // none, gzip, zstd, xz/lzma, bzip2, lz4. Only built-in decoders: no
 // external decompressor is ever run on untrusted input.
 ArchiveReader new_tar_reader();
+// libarchive's read block: 128 KiB, as large as reads usefully get and
+// small enough for malloc's (and ASan's) ordinary size classes, where a
+// 1 MiB block was an mmap, page faults and an munmap per archive.
+constexpr size_t kArchiveBlock = 128 << 10;
 // A reader returning the (decompressed) byte stream as-is, for diff_ids.
 ArchiveReader new_raw_reader();
 
 // Feeds a file descriptor to libarchive, hashing every byte read.
 class HashingSource {
  public:
-  explicit HashingSource(int fd) : fd_(fd), buf_(1 << 20) {}
+  explicit HashingSource(int fd) : fd_(fd), buf_(kArchiveBlock) {}
   // archive_read_open on this source; the source must outlive the reader.
   int open(archive* a);
   // Hashes whatever libarchive did not read (tar padding after the end

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "image/fs_util.h"
 #include "vmm/unique_fd.h"
 
 namespace vicvmm::image {
@@ -51,7 +52,7 @@ Result<FileDigest> sha256_file(const std::string& path) {
   if (!fd) return sys_err("{}", path);
   Sha256 h;
   FileDigest out;
-  std::string buf(1 << 20, '\0');
+  CopyBuffer buf;
   for (;;) {
     ssize_t n = read(fd.get(), buf.data(), buf.size());
     if (n < 0) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -19,6 +20,20 @@ Result<void> write_file_atomic(const std::string& path, std::string_view data);
 // input is capped before it is parsed). `what` names it in errors.
 Result<std::string> read_fd_capped(int fd, size_t cap, const std::string& what);
 Result<std::string> read_file_capped(const std::string& path, size_t cap);
+
+// A buffer for copying and hashing streams, left uninitialised: only what
+// a read fills is touched (most image members are small, and zeroing a
+// fresh 1 MiB buffer per file cost more than the file's own I/O). 128 KiB:
+// reads of a file in the page cache gain nothing from larger ones.
+class CopyBuffer {
+ public:
+  static constexpr size_t kSize = 128 << 10;
+  char* data() { return bytes_.get(); }
+  size_t size() const { return kSize; }
+
+ private:
+  std::unique_ptr<char[]> bytes_ = std::make_unique_for_overwrite<char[]>(kSize);
+};
 
 // An flock held for the object's lifetime.
 class FileLock {

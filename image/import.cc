@@ -27,11 +27,11 @@ std::string limit_message(uint64_t limit) {
 Result<void> decompress_tar(const std::string& path, int out, const Limits& limits) {
   ArchiveReader a = new_raw_reader();
   if (!a) return err("libarchive: out of memory");
-  if (archive_read_open_filename(a.get(), path.c_str(), 1 << 20) != ARCHIVE_OK)
+  if (archive_read_open_filename(a.get(), path.c_str(), kArchiveBlock) != ARCHIVE_OK)
     return err("not a tar archive: {}", archive_error(a.get()));
   archive_entry* e = nullptr;
   if (archive_read_next_header(a.get(), &e) != ARCHIVE_OK) return err("not a tar archive: {}", archive_error(a.get()));
-  std::vector<char> buf(1 << 20);
+  CopyBuffer buf;
   uint64_t total = 0;
   for (;;) {
     la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
@@ -50,7 +50,7 @@ Result<void> decompress_tar(const std::string& path, int out, const Limits& limi
 Result<void> check_tar(const std::string& path, const Limits& limits) {
   ArchiveReader a = new_tar_reader();
   if (!a) return err("libarchive: out of memory");
-  if (archive_read_open_filename(a.get(), path.c_str(), 1 << 20) != ARCHIVE_OK)
+  if (archive_read_open_filename(a.get(), path.c_str(), kArchiveBlock) != ARCHIVE_OK)
     return err("not a tar archive: {}", archive_error(a.get()));
   uint64_t entries = 0;
   for (;;) {
@@ -88,7 +88,7 @@ Result<void> tar_directory(const std::string& dir, int out, const Limits& limits
   while (prefix.size() > 1 && prefix.back() == '/') prefix.pop_back();
   prefix += '/';
   uint64_t bytes = 0, entries = 0;
-  std::vector<char> buf(1 << 20);
+  CopyBuffer buf;
   for (;;) {
     ArchiveEntry entry(archive_entry_new());
     int r = archive_read_next_header2(disk.get(), entry.get());

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <span>
 
 #include "image/archive_util.h"
 #include "image/safe_path.h"
@@ -14,7 +15,7 @@ namespace vicvmm::image {
 namespace {
 
 Result<void> extract_member(archive* a, archive_entry* e, int root_fd, const std::string& name, uint64_t& bytes,
-                            const Limits& limits) {
+                            const Limits& limits, std::span<char> buf) {
   mode_t type = archive_entry_filetype(e);
   if (archive_entry_hardlink(e)) return err("hardlinks are not expected in an image archive");
   if (name.empty()) return {};
@@ -37,7 +38,6 @@ Result<void> extract_member(archive* a, archive_entry* e, int root_fd, const std
   if (type != AE_IFREG) return err("not a regular file, directory or symlink");
   UniqueFd out(openat(parent.get(), base.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!out) return errno == EEXIST ? err("appears twice") : sys_err("create");
-  std::vector<char> buf(1 << 20);
   for (;;) {
     la_ssize_t n = archive_read_data(a, buf.data(), buf.size());
     if (n < 0) return err("corrupt or truncated archive: {}", archive_error(a));
@@ -57,9 +57,10 @@ Result<TempDir> extract_tar(const StorePaths& paths, int fd, const Limits& limit
   if (!root) return sys_err("{}", dir.path());
   ArchiveReader a = new_tar_reader();
   if (!a) return err("libarchive: out of memory");
-  if (archive_read_open_fd(a.get(), fd, 1 << 20) != ARCHIVE_OK)
+  if (archive_read_open_fd(a.get(), fd, kArchiveBlock) != ARCHIVE_OK)
     return err("not a tar archive or an image directory: {}", archive_error(a.get()));
   uint64_t bytes = 0, entries = 0;
+  CopyBuffer buf;  // one for every member
   for (;;) {
     archive_entry* e = nullptr;
     int r = archive_read_next_header(a.get(), &e);
@@ -74,7 +75,7 @@ Result<TempDir> extract_tar(const StorePaths& paths, int fd, const Limits& limit
     if (!raw) return err("a member name is not valid in this locale");
     auto name = normalize_member(raw);
     if (!name) return err("member {}: {}", raw, name.error().message);
-    if (auto x = extract_member(a.get(), e, root.get(), *name, bytes, limits); !x)
+    if (auto x = extract_member(a.get(), e, root.get(), *name, bytes, limits, {buf.data(), buf.size()}); !x)
       return err("member {}: {}", raw, x.error().message);
   }
   return dir;
@@ -130,7 +131,7 @@ Result<LoadInput> open_load_input(const StorePaths& paths, const std::string& pa
   if (path == "-") {
     // Spooled first: libarchive and the format probe need to see it twice.
     VIC_ASSIGN(TempFile spool, TempFile::create(paths.tmp(), "stdin-"));
-    std::vector<char> buf(1 << 20);
+    CopyBuffer buf;
     uint64_t total = 0;
     for (;;) {
       ssize_t n = read(0, buf.data(), buf.size());

@@ -207,7 +207,7 @@ Result<FileDigest> ingest_blob(const StorePaths& paths, int fd, const std::strin
   VIC_ASSIGN(TempFile tmp, TempFile::create(paths.tmp(), "blob-"));
   Sha256 hash;
   FileDigest got;
-  std::vector<char> buf(1 << 20);
+  CopyBuffer buf;
   uint64_t cap = expected_size >= 0 ? std::min<uint64_t>(max_bytes, static_cast<uint64_t>(expected_size)) : max_bytes;
   for (;;) {
     ssize_t n = read(fd, buf.data(), buf.size());
@@ -264,13 +264,13 @@ Result<std::string> uncompressed_digest(const std::string& blob_path, uint64_t m
   }
   ArchiveReader a = new_raw_reader();
   if (!a) return err("libarchive: out of memory");
-  if (archive_read_open_filename(a.get(), blob_path.c_str(), 1 << 20) != ARCHIVE_OK)
+  if (archive_read_open_filename(a.get(), blob_path.c_str(), kArchiveBlock) != ARCHIVE_OK)
     return err("{}", archive_error(a.get()));
   archive_entry* e = nullptr;
   if (archive_read_next_header(a.get(), &e) != ARCHIVE_OK) return err("{}: {}", compression, archive_error(a.get()));
   Sha256 hash;
   uint64_t total = 0;
-  std::vector<char> buf(1 << 20);
+  CopyBuffer buf;
   for (;;) {
     la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
     if (n < 0) return err("corrupt {} stream: {}", compression, archive_error(a.get()));

@@ -2,9 +2,9 @@
 // untrusted docker-archive or OCI image layout: manifest.json, oci-layout,
 // index.json, nested indexes, manifests, configs and layer blobs, checked
 // against the digests and sizes they claim, and (as a tar) the archive's
-// member names, directories and symlinks (image/load_input.cc). Every run
-// loads into a fresh store in a scratch directory (on /dev/shm when there
-// is one).
+// member names, directories and symlinks (image/load_input.cc). Loads go
+// into a store in a scratch directory (on /dev/shm when there is one),
+// made afresh after each load that succeeds.
 //
 // Input layout: a mode byte, then members, each "@@ HEADER\n" and its
 // content up to the next "\n@@ " (or the end). HEADER is a file's name,
@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -194,12 +195,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   const std::string root = scratch() + "/store", input_dir = scratch() + "/in", input_tar = scratch() + "/in.tar";
   std::error_code ec;
-  for (const auto& p : {root, input_dir, input_tar}) fs::remove_all(p, ec);
-  Limits limits;
-  limits.max_unpacked_bytes = 1 << 20;
-  limits.max_entries = 1000;
-  auto store = Store::open(root, limits);
-  FUZZ_CHECK(store.has_value());
+  for (const auto& p : {input_dir, input_tar}) fs::remove_all(p, ec);
+  // One store for every input while loads fail (a refused load leaves it
+  // empty: checked below); a fresh one after a load that succeeded.
+  static std::optional<Store> store;
+  if (!store) {
+    fs::remove_all(root, ec);
+    Limits limits;
+    limits.max_unpacked_bytes = 1 << 20;
+    limits.max_entries = 1000;
+    auto opened = Store::open(root, limits);
+    FUZZ_CHECK(opened.has_value());
+    store.emplace(std::move(*opened));
+  }
 
   std::string input;
   if (mode == 0) {
@@ -242,5 +250,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::set<std::string> listed;
   for (const auto& img : *list) listed.insert(img.id);
   FUZZ_CHECK(listed == ids);
+  store.reset();
   return 0;
 }
