@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "image/container_spec.h"
@@ -166,6 +167,7 @@ std::vector<Container> ContainerManager::read_records(const std::string& root) {
   std::vector<Container> out;
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
+    if (ContainerDirs::is_spare_name(e.path().filename().string())) continue;
     auto text = read_file(e.path().string() + "/config.json");
     if (!text) continue;
     auto c = record_from_json(json::parse(*text, nullptr, false));
@@ -186,6 +188,7 @@ void ContainerManager::load_all() {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(root_, ec)) {
     const std::string id = e.path().filename();
+    if (ContainerDirs::is_spare_name(id)) continue;
     auto text = read_file(e.path().string() + "/config.json");
     if (!text) continue;  // a create that never finished: nothing to keep
     auto c = record_from_json(json::parse(*text, nullptr, false));
@@ -218,16 +221,7 @@ Result<std::string> ContainerManager::resolve_locked(const std::string& ref) con
 }
 
 Result<> ContainerManager::save_locked(const Container& c) const {
-  std::string dir = root_ + "/" + c.id;
-  std::string tmp = dir + "/config.json.tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << record_json(c).dump() << "\n";
-    if (!out.flush()) return sys_err("container {}: writing {}", c.id.substr(0, 12), tmp);
-  }
-  if (::rename(tmp.c_str(), (dir + "/config.json").c_str()) != 0)
-    return sys_err("container {}: renaming its record", c.id.substr(0, 12));
-  return {};
+  return ContainerDirs::write_record(root_ + "/" + c.id, record_json(c).dump() + "\n");
 }
 
 Result<std::string> ContainerManager::create(const json& body, const std::string& name) {
@@ -308,11 +302,9 @@ Result<std::string> ContainerManager::create(const json& body, const std::string
       return api_err(EEXIST, fmt::format("Conflict. The container name \"/{}\" is already in use by container \"{}\". "
                                          "You have to remove (or rename) that container to be able to reuse that name.",
                                          c.name, id));
-  std::error_code ec;
-  std::filesystem::create_directories(root_ + "/" + c.id, ec);
-  if (ec) return err("container {}: {}", c.id.substr(0, 12), ec.message());
-  VIC_TRY(save_locked(c));
+  VIC_ASSIGN(UniqueFd exec_listener, dirs_.claim(c.id, record_json(c).dump() + "\n"));
   std::string id = c.id;
+  exec_listeners_[id] = std::move(exec_listener);
   if (c.spec.open_stdin) {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) return sys_err("container {}: stdin pipe", id.substr(0, 12));
@@ -347,15 +339,19 @@ Result<> ContainerManager::start(const std::string& ref) {
   auto worker = workers_.acquire(spec.template_dir.empty() ? base_ : spec.template_dir);
   if (!worker) return fail(worker.error());
   const uint64_t t_acquired = monotonic_ns();
-  UniqueFd input;
+  UniqueFd input, exec_listener;
   {
     std::lock_guard lock(mu_);
     spec.clone_id = static_cast<uint32_t>(containers_.size());
     if (auto it = stdin_.find(id); it != stdin_.end()) input = std::move(it->second.read);
+    if (auto it = exec_listeners_.find(id); it != exec_listeners_.end()) {
+      exec_listener = std::move(it->second);
+      exec_listeners_.erase(it);
+    }
   }
   // A restarted container (docker start) gets no stdin: EOF.
   if (spec.open_stdin && !input) spec.open_stdin = false;
-  auto cost = (*worker)->start(spec, log.get(), input.get());
+  auto cost = (*worker)->start(spec, log.get(), input.get(), exec_listener.get());
   if (!cost) {
     (*worker)->reap();
     return fail(cost.error());
@@ -389,6 +385,7 @@ UniqueFd ContainerManager::take_stdin(const std::string& id) {
 
 void ContainerManager::finish_locked(Container& c, int status, const std::string& reason) {
   stdin_.erase(c.id);
+  exec_listeners_.erase(c.id);
   c.state = "exited";
   c.exit_code = status;
   c.error = reason;
@@ -414,6 +411,7 @@ void ContainerManager::monitor() {
     // cannot be watched by pidfd). Polling every container's exit file
     // instead cost ~1 ms of CPU per container per second.
     std::vector<pollfd> fds{{wake_.get(), POLLIN, 0}};
+    std::vector<std::string> watched;  // the container of fds[i + 1]
     bool unwatched = false;
     for (auto it = pidfds_.begin(); it != pidfds_.end();) {
       auto c = containers_.find(it->first);
@@ -432,16 +430,28 @@ void ContainerManager::monitor() {
         it = pidfds_.emplace(id, std::move(fd)).first;
       }
       fds.push_back({it->second.get(), POLLIN, 0});
+      watched.push_back(id);
     }
     lock.unlock();
-    ::poll(fds.data(), fds.size(), unwatched ? 50 : 1000);
+    // Directories for the next creates, made here rather than in a request.
+    if (dirs_.wants_refill()) dirs_.refill();
+    int ready = ::poll(fds.data(), fds.size(), unwatched ? 50 : 1000);
     uint64_t drained;
     while (::read(wake_.get(), &drained, sizeof drained) > 0) {
     }
     lock.lock();
+    // Only the containers whose worker exited are looked at (a start
+    // wakes this loop too: reading every running container's exit file
+    // then made each start cost more the more containers ran), all of
+    // them on the safety net's timeout or while one is unwatched.
+    std::set<std::string> exited;
+    for (size_t i = 1; i < fds.size(); ++i)
+      if (fds[i].revents) exited.insert(watched[i - 1]);
+    const bool check_all = ready == 0 || unwatched;
     std::vector<std::string> auto_removed;
     for (auto& [id, c] : containers_) {
       if (c.state != "running") continue;
+      if (!check_all && !exited.count(id) && pidfds_.count(id)) continue;
       auto text = read_file(c.spec.exit_file);
       auto own = running_.find(id);
       int status = -1;
@@ -529,6 +539,7 @@ Result<> ContainerManager::remove(const std::string& ref, bool force) {
     return api_err(EBUSY, fmt::format("container {} is starting", id));
   containers_.erase(id);
   stdin_.erase(id);
+  exec_listeners_.erase(id);
   remove_files(id);
   return {};
 }

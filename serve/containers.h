@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "image/store.h"
+#include "serve/container_dirs.h"
 #include "serve/worker_pool.h"
 #include "vmm/net/slirp_backend.h"
 #include "vmm/result.h"
@@ -90,7 +91,13 @@ class ContainerManager {
 
  private:
   ContainerManager(std::string root, image::Store& store, WorkerPool& workers, std::string base, std::string templates)
-      : root_(std::move(root)), store_(store), workers_(workers), base_(std::move(base)), templates_(std::move(templates)) {}
+      : root_(std::move(root)),
+        dirs_(root_, kDirsAhead),
+        store_(store),
+        workers_(workers),
+        base_(std::move(base)),
+        templates_(std::move(templates)) {}
+  static constexpr size_t kDirsAhead = 4;
   Result<std::string> resolve_locked(const std::string& ref) const;
   Result<> save_locked(const Container& c) const;
   void load_all();
@@ -99,6 +106,7 @@ class ContainerManager {
   void remove_files(const std::string& id);
 
   std::string root_;
+  ContainerDirs dirs_;  // made ahead by the monitor thread
   image::Store& store_;
   WorkerPool& workers_;
   std::string base_;
@@ -110,6 +118,9 @@ class ContainerManager {
     UniqueFd read, write;
   };
   std::map<std::string, StdinPipe> stdin_;
+  // Created containers' exec sockets (bound ahead with their directory),
+  // until their first start hands them to the worker.
+  std::map<std::string, UniqueFd> exec_listeners_;
   std::map<std::string, int> removed_exits_;  // bounded: the newest kRemovedExits  // OpenStdin containers: until started / attached
   bool stop_ = false;
   std::condition_variable cv_;

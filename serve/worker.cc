@@ -177,8 +177,12 @@ void serve_exec(std::shared_ptr<ExecChannel> channel_ptr, UniqueFd conn) {
 // Accepts exec connections on the container's exec socket until stopped.
 class ExecListener {
  public:
-  static Result<std::unique_ptr<ExecListener>> open(const std::string& path, std::shared_ptr<ExecChannel> channel) {
-    VIC_ASSIGN(UniqueFd sock, listen_seqpacket(path));
+  // `sock`: listening on `path` already (serve binds it ahead), or invalid.
+  static Result<std::unique_ptr<ExecListener>> open(const std::string& path, UniqueFd sock,
+                                                    std::shared_ptr<ExecChannel> channel) {
+    if (!sock) {
+      VIC_ASSIGN(sock, listen_seqpacket(path));
+    }
     std::unique_ptr<ExecListener> l(new ExecListener(path, std::move(sock)));
     l->thread_ = std::thread([p = l.get(), channel] {
       // Sessions run on threads this one starts: they inherit its filter.
@@ -263,10 +267,12 @@ int worker_main(int control, const std::string& template_dir) {
   if (start == msg->body.end()) return fail(control, "expected a start message");
   auto spec = spec_from_json(*start);
   if (!spec) return fail(control, spec.error().message);
-  if (msg->fds.size() != (spec->open_stdin ? 2u : 1u))
+  const bool has_listener = msg->body.value("exec_listener", false);
+  if (msg->fds.size() != 1u + spec->open_stdin + has_listener)
     return fail(control, "the start message carries the wrong descriptors", spec->exit_file);
   UniqueFd log = std::move(msg->fds[0]);
   UniqueFd input = spec->open_stdin ? std::move(msg->fds[1]) : UniqueFd();
+  UniqueFd exec_sock = has_listener ? std::move(msg->fds.back()) : UniqueFd();
   if (input)
     if (auto r = (*clone)->attach_stdin(input.get()); !r) return fail(control, r.error().message, spec->exit_file);
   {
@@ -304,7 +310,7 @@ int worker_main(int control, const std::string& template_dir) {
   // docker exec: from now until the VM stops (a failure here costs exec only).
   std::unique_ptr<ExecListener> exec_listener;
   if ((*clone)->exec() && !spec->exec_socket.empty()) {
-    auto l = ExecListener::open(spec->exec_socket, (*clone)->exec());
+    auto l = ExecListener::open(spec->exec_socket, std::move(exec_sock), (*clone)->exec());
     if (l) exec_listener = std::move(*l);
     else std::fprintf(stderr, "vicvmm worker: %s (no exec in this container)\n", l.error().message.c_str());
   }

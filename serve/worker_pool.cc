@@ -20,10 +20,11 @@ Worker::~Worker() {
   if (!started_) reap();
 }
 
-Result<Worker::StartCost> Worker::start(const ContainerSpec& spec, int log_fd, int stdin_fd) {
+Result<Worker::StartCost> Worker::start(const ContainerSpec& spec, int log_fd, int stdin_fd, int exec_listener) {
   std::vector<int> fds = {log_fd};
   if (stdin_fd >= 0) fds.push_back(stdin_fd);
-  VIC_TRY(send_message(control_.get(), {{"start", to_json(spec)}}, fds));
+  if (exec_listener >= 0) fds.push_back(exec_listener);
+  VIC_TRY(send_message(control_.get(), {{"start", to_json(spec)}, {"exec_listener", exec_listener >= 0}}, fds));
   started_ = true;
   VIC_ASSIGN(Message reply, recv_message(control_.get(), "the container's worker"));
   if (reply.body.contains("started")) {

@@ -31,7 +31,9 @@ class Worker {
   };
   // Sends the container; returns once the worker has started its VM (or
   // failed), with the worker's own account of the cost.
-  Result<StartCost> start(const ContainerSpec& spec, int log_fd, int stdin_fd = -1);
+  // `exec_listener`: the container's exec socket, bound and listening (else
+  // the worker binds spec.exec_socket itself).
+  Result<StartCost> start(const ContainerSpec& spec, int log_fd, int stdin_fd = -1, int exec_listener = -1);
   // Blocks until the worker reports the exit: {status, reason}.
   Result<std::pair<int, std::string>> wait_exit();
   // After the worker's process ended: reaps it (its exit status).

@@ -202,6 +202,8 @@ constexpr Allowed kApi[] = {
     {"socketpair", "a control channel to a worker"},
     {"socket", "connecting to a worker's exec socket"},
     {"connect", "as socket"},
+    {"bind", "exec sockets of container directories made ahead"},
+    {"listen", "as bind"},
     {"setsockopt", "socket options on accepted connections"},
     {"getsockopt", "SO_PEERCRED"},
     {"getsockname", "the listener's address"},
