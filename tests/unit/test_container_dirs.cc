@@ -1,0 +1,140 @@
+// serve's container directories: made ahead with their files and a
+// listening exec socket, claimed into place with the record in them, and
+// records replaced atomically without a new file.
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "serve/container_dirs.h"
+
+using namespace vicvmm;
+using namespace vicvmm::serve;
+namespace fs = std::filesystem;
+
+namespace {
+struct ScratchDir {
+  std::string path;
+  ScratchDir() {
+    std::string t = fs::temp_directory_path().string() + "/vicvmm-dirs-XXXXXX";
+    REQUIRE(mkdtemp(t.data()));
+    path = t;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+size_t spares_in(const std::string& root) {
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(root))
+    if (ContainerDirs::is_spare_name(e.path().filename().string())) ++n;
+  return n;
+}
+
+ino_t inode_of(const std::string& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_ino;
+}
+}  // namespace
+
+TEST_CASE("container dirs: refill makes `keep` directories with their files and a listening exec socket", "[serve]") {
+  ScratchDir root;
+  ContainerDirs dirs(root.path, 3);
+  CHECK(dirs.wants_refill());
+  CHECK(dirs.refill());
+  CHECK_FALSE(dirs.wants_refill());
+  CHECK_FALSE(dirs.refill());  // nothing wanted
+  CHECK(spares_in(root.path) == 3);
+
+  auto exec = dirs.claim("abc123", "{\"id\":\"abc123\"}\n");
+  REQUIRE(exec.has_value());
+  const std::string dir = root.path + "/abc123";
+  CHECK(slurp(dir + "/config.json") == "{\"id\":\"abc123\"}\n");
+  CHECK(fs::is_regular_file(dir + "/log"));
+  CHECK(fs::file_size(dir + "/log") == 0);
+  CHECK(spares_in(root.path) == 2);
+  CHECK(dirs.wants_refill());
+
+  // The socket moved with its directory and still takes connections.
+  int c = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  REQUIRE(c >= 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  const std::string sock = dir + "/exec.sock";
+  REQUIRE(sock.size() < sizeof a.sun_path);
+  std::memcpy(a.sun_path, sock.c_str(), sock.size() + 1);
+  CHECK(::connect(c, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+  int accepted = ::accept4(exec->get(), nullptr, nullptr, SOCK_CLOEXEC);
+  CHECK(accepted >= 0);
+  if (accepted >= 0) ::close(accepted);
+  ::close(c);
+}
+
+TEST_CASE("container dirs: a claim with none ready makes one; names of spares never look like containers", "[serve]") {
+  ScratchDir root;
+  ContainerDirs dirs(root.path, 2);
+  auto exec = dirs.claim("feed", "{}\n");
+  REQUIRE(exec.has_value());
+  CHECK(exec->get() >= 0);
+  CHECK(slurp(root.path + "/feed/config.json") == "{}\n");
+  CHECK(ContainerDirs::is_spare_name(".spare-0123"));
+  CHECK_FALSE(ContainerDirs::is_spare_name("0123abcd"));
+  // A second claim of the same id fails cleanly and leaves no spare behind.
+  REQUIRE(dirs.refill());
+  fs::create_directory(root.path + "/taken");
+  std::ofstream(root.path + "/taken/x") << "x";  // rename onto a non-empty directory fails
+  auto again = dirs.claim("taken", "{}\n");
+  CHECK_FALSE(again.has_value());
+  CHECK(spares_in(root.path) == 1);
+}
+
+TEST_CASE("container dirs: a record is replaced whole, by exchange, without new files", "[serve]") {
+  ScratchDir root;
+  ContainerDirs dirs(root.path, 1);
+  REQUIRE(dirs.claim("c1", std::string(3000, 'a')).has_value());
+  const std::string dir = root.path + "/c1";
+  const ino_t first = inode_of(dir + "/config.json"), other = inode_of(dir + "/config.json.tmp");
+  REQUIRE(ContainerDirs::write_record(dir, "short").has_value());
+  CHECK(slurp(dir + "/config.json") == "short");  // not "short" followed by the old record's tail
+  REQUIRE(ContainerDirs::write_record(dir, "second").has_value());
+  CHECK(slurp(dir + "/config.json") == "second");
+  // Two files take turns: the inodes are the same two.
+  CHECK(inode_of(dir + "/config.json") == first);
+  CHECK(inode_of(dir + "/config.json.tmp") == other);
+
+  // A directory with no config.json yet (an earlier serve's): a plain rename.
+  fs::create_directory(root.path + "/old");
+  REQUIRE(ContainerDirs::write_record(root.path + "/old", "rec").has_value());
+  CHECK(slurp(root.path + "/old/config.json") == "rec");
+  CHECK_FALSE(ContainerDirs::write_record(root.path + "/missing", "rec").has_value());
+}
+
+TEST_CASE("container dirs: leftovers of an earlier run are removed, containers are not", "[serve]") {
+  ScratchDir root;
+  {
+    ContainerDirs dirs(root.path, 2);
+    REQUIRE(dirs.refill());
+    REQUIRE(dirs.claim("kept", "{}\n").has_value());
+  }  // its ready spares are removed with it
+  CHECK(spares_in(root.path) == 0);
+  fs::create_directory(root.path + "/.spare-crashed");
+  ContainerDirs again(root.path, 2);
+  CHECK(spares_in(root.path) == 0);
+  CHECK(fs::exists(root.path + "/kept/config.json"));
+}
