@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "vmm/net/port_forward.h"
 #include "vmm/result.h"
 #include "vmm/unique_fd.h"
 
@@ -30,17 +31,6 @@ inline constexpr const char* kGuestAddress = "10.0.2.15";
 inline constexpr const char* kGatewayAddress = "10.0.2.2";
 inline constexpr const char* kDnsAddress = "10.0.2.3";
 inline constexpr uint8_t kGuestMac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
-
-struct PortForward {
-  bool udp = false;
-  std::string host_ip = "127.0.0.1";
-  uint16_t host_port = 0;
-  uint16_t guest_port = 0;
-};
-
-// `-p [HOSTIP:]HOSTPORT[-HOSTPORT2]:GUESTPORT[/tcp|udp]`: one forward per
-// host port in the range (a range gives clone i the i-th port).
-Result<std::vector<PortForward>> parse_publish(const std::string& text);
 
 class SlirpBackend {
  public:
