@@ -18,7 +18,6 @@
 #include <sstream>
 
 #include "image/container_spec.h"
-#include "image/users.h"
 #include "serve/api_error.h"
 #include "serve/vm_memory.h"
 #include "vmm/machine.h"
@@ -64,7 +63,7 @@ json forwards_json(const std::vector<net::PortForward>& ports) {
   return a;
 }
 
-json record_json(const Container& c) {
+json fixed_record(const Container& c) {
   return {{"id", c.id},
           {"name", c.name},
           {"image_ref", c.image_ref},
@@ -72,14 +71,21 @@ json record_json(const Container& c) {
           {"config", c.config},
           {"auto_remove", c.auto_remove},
           {"ports", forwards_json(c.ports)},
-          {"spec", to_json(c.spec)},
-          {"state", c.state},
-          {"exit_code", c.exit_code},
-          {"error", c.error},
-          {"created_ns", c.created_ns},
-          {"started_ns", c.started_ns},
-          {"finished_ns", c.finished_ns},
-          {"pid", c.pid}};
+          {"spec", to_json(c.spec)}};
+}
+
+// The record file's text: the fixed fields as serialised at create, and
+// the state now ({"a":1} and {"b":2} make {"a":1,"b":2}).
+std::string record_text(const Container& c) {
+  const json state = {{"state", c.state},     {"exit_code", c.exit_code},     {"error", c.error},
+                      {"created_ns", c.created_ns}, {"started_ns", c.started_ns}, {"finished_ns", c.finished_ns},
+                      {"pid", c.pid}};
+  std::string text = c.fixed_json.empty() ? fixed_record(c).dump() : c.fixed_json;
+  const std::string tail = state.dump();
+  text.back() = ',';
+  text.append(tail, 1);
+  text += '\n';
+  return text;
 }
 
 Result<Container> record_from_json(const json& j) {
@@ -106,6 +112,7 @@ Result<Container> record_from_json(const json& j) {
     return err("{}", e.what());
   }
   VIC_ASSIGN(c.spec, spec_from_json(j.at("spec")));
+  c.fixed_json = fixed_record(c).dump();
   return c;
 }
 
@@ -221,17 +228,18 @@ Result<std::string> ContainerManager::resolve_locked(const std::string& ref) con
 }
 
 Result<> ContainerManager::save_locked(const Container& c) const {
-  return ContainerDirs::write_record(root_ + "/" + c.id, record_json(c).dump() + "\n");
+  return ContainerDirs::write_record(root_ + "/" + c.id, record_text(c));
 }
 
-Result<std::string> ContainerManager::create(const json& body, const std::string& name) {
+Result<std::string> ContainerManager::create(json body, const std::string& name) {
   if (!body.is_object()) return api_err(EINVAL, "the container configuration is not a JSON object");
   const std::string ref = string_field(body, "Image");
   if (ref.empty()) return api_err(EINVAL, "no image given (Image)");
   if (!name.empty() && !valid_name(name))
     return api_err(EINVAL, fmt::format("Invalid container name ({}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed", name));
-  auto img = store_.resolve(ref);
-  if (!img) return api_err(ENOENT, fmt::format("No such image: {}", ref));
+  auto found = lookup_.resolve(ref);
+  if (!found) return api_err(ENOENT, fmt::format("No such image: {}", ref));
+  const image::Image& img = **found;
 
   image::Overrides ov;
   if (auto cmd = string_list(body, "Cmd")) ov.cmd = *cmd;
@@ -242,7 +250,7 @@ Result<std::string> ContainerManager::create(const json& body, const std::string
   if (auto env = string_list(body, "Env")) ov.env = *env;
   if (auto w = string_field(body, "WorkingDir"); !w.empty()) ov.workdir = w;
   if (auto u = string_field(body, "User"); !u.empty()) ov.user = u;
-  auto process = image::process_spec(ref, img->config, ov);
+  auto process = image::process_spec(ref, img.config, ov);
   if (!process) return api_err(EINVAL, process.error().message);
 
   Container c;
@@ -250,10 +258,11 @@ Result<std::string> ContainerManager::create(const json& body, const std::string
   if (c.id.empty()) return sys_err("container id: getrandom");
   c.name = name.empty() ? "vic_" + c.id.substr(0, 10) : name;
   c.image_ref = ref;
-  c.image_id = img->id;
-  c.config = body;
+  c.image_id = img.id;
   c.created_ns = realtime_ns();
-  const json host_config = body.contains("HostConfig") && body["HostConfig"].is_object() ? body["HostConfig"] : json::object();
+  static const json no_host_config = json::object();
+  auto hc = body.find("HostConfig");
+  const json& host_config = hc != body.end() && hc->is_object() ? *hc : no_host_config;
   c.auto_remove = host_config.value("AutoRemove", false);
   if (auto pb = host_config.find("PortBindings"); pb != host_config.end() && pb->is_object()) {
     for (const auto& [key, bindings] : pb->items()) {
@@ -285,16 +294,15 @@ Result<std::string> ContainerManager::create(const json& body, const std::string
   // A template of this image (the newest by name order is as good as any):
   // clones of it start in the image already. Else the base template, with
   // the image's disk attached at start.
-  std::string own_template;
-  if (!templates_.empty())
-    for (const auto& tname : image::templates_using(img->id, image::template_images(templates_)))
-      if (access((templates_ + "/" + tname + "/state.bin").c_str(), F_OK) == 0) own_template = templates_ + "/" + tname;
+  std::string own_template = lookup_.template_of(img.id);
   if (own_template.empty()) {
     c.spec.template_dir = base_;
-    VIC_ASSIGN(c.spec.image_disk, store_.erofs_disk(*img));  // built on first use of the image
+    VIC_ASSIGN(c.spec.image_disk, store_.erofs_disk(img));  // built on first use of the image
   } else {
     c.spec.template_dir = own_template;
   }
+  c.config = std::move(body);
+  c.fixed_json = fixed_record(c).dump();
 
   std::lock_guard lock(mu_);
   for (const auto& [id, other] : containers_)
@@ -302,7 +310,7 @@ Result<std::string> ContainerManager::create(const json& body, const std::string
       return api_err(EEXIST, fmt::format("Conflict. The container name \"/{}\" is already in use by container \"{}\". "
                                          "You have to remove (or rename) that container to be able to reuse that name.",
                                          c.name, id));
-  VIC_ASSIGN(UniqueFd exec_listener, dirs_.claim(c.id, record_json(c).dump() + "\n"));
+  VIC_ASSIGN(UniqueFd exec_listener, dirs_.claim(c.id, record_text(c)));
   std::string id = c.id;
   exec_listeners_[id] = std::move(exec_listener);
   if (c.spec.open_stdin) {

@@ -25,6 +25,7 @@
 
 #include "image/store.h"
 #include "serve/container_dirs.h"
+#include "serve/image_lookup.h"
 #include "serve/worker_pool.h"
 #include "vmm/net/slirp_backend.h"
 #include "vmm/result.h"
@@ -44,6 +45,10 @@ struct Container {
   std::string error;  // why it stopped, when not by its own exit
   uint64_t created_ns = 0, started_ns = 0, finished_ns = 0;  // CLOCK_REALTIME
   pid_t pid = 0;      // the worker process while running
+  // The record's fields above that never change after create (the spec and
+  // docker's whole config among them), as a JSON object: serialised once,
+  // not again with each change of state.
+  std::string fixed_json;
 };
 
 // The names of the containers (any state) made from image `image_id`:
@@ -60,8 +65,9 @@ class ContainerManager {
                                                         std::string base_template, std::string templates_dir = "");
   ~ContainerManager();
 
-  // POST /containers/create: docker's body; `name` may be empty.
-  Result<std::string> create(const nlohmann::json& body, const std::string& name);
+  // POST /containers/create: docker's body (kept as the container's
+  // config); `name` may be empty.
+  Result<std::string> create(nlohmann::json body, const std::string& name);
   Result<> start(const std::string& ref);
   // SIGTERM then, after `grace`, SIGKILL to the container's VMM (the VM stops).
   Result<> stop(const std::string& ref, std::chrono::seconds grace);
@@ -94,9 +100,9 @@ class ContainerManager {
       : root_(std::move(root)),
         dirs_(root_, kDirsAhead),
         store_(store),
+        lookup_(store, std::move(templates)),
         workers_(workers),
-        base_(std::move(base)),
-        templates_(std::move(templates)) {}
+        base_(std::move(base)) {}
   static constexpr size_t kDirsAhead = 4;
   Result<std::string> resolve_locked(const std::string& ref) const;
   Result<> save_locked(const Container& c) const;
@@ -108,9 +114,9 @@ class ContainerManager {
   std::string root_;
   ContainerDirs dirs_;  // made ahead by the monitor thread
   image::Store& store_;
+  ImageLookup lookup_;  // images by reference, and their own templates
   WorkerPool& workers_;
   std::string base_;
-  std::string templates_;  // where per-image templates are looked for
   mutable std::mutex mu_;
   std::map<std::string, Container> containers_;
   std::map<std::string, std::unique_ptr<Worker>> running_;  // our own workers, by container id

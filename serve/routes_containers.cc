@@ -8,6 +8,7 @@
 #include <boost/asio/redirect_error.hpp>
 
 #include "vmm/machine.h"
+#include "serve/api_error.h"
 #include "serve/containers.h"
 #include "serve/routes.h"
 #include "serve/vm_memory.h"
@@ -212,10 +213,13 @@ void add_container_routes(Router& r, const Context& ctx) {
   });
 
   r.add(http::verb::post, "/containers/create", [m](Request& req, Connection& conn) -> asio::awaitable<Response> {
-    json body = json::parse(req.body, nullptr, false);
-    if (body.is_discarded() || !body.is_object()) co_return error_response(400, "the request body is not a JSON object");
     std::string name = req.query.count("name") ? req.query["name"] : "";
-    auto job = [m, body, name] { return m->create(body, name); };
+    // Parsed on the pool, not on the I/O thread that serves every connection.
+    auto job = [m, &body_text = req.body, name]() -> Result<std::string> {
+      json body = json::parse(body_text, nullptr, false);
+      if (body.is_discarded() || !body.is_object()) return api_err(EINVAL, "the request body is not a JSON object");
+      return m->create(std::move(body), name);
+    };
     auto id = co_await conn.blocking(job);
     if (!id) co_return api_error(id.error());
     co_return json_response(json{{"Id", *id}, {"Warnings", json::array()}}, 201);
