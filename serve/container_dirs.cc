@@ -5,8 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <set>
 
 #include "image/fs_util.h"
 #include "serve/api_error.h"
@@ -24,7 +28,8 @@ Result<> make_empty_file(const std::string& path, mode_t mode) {
 }
 }  // namespace
 
-ContainerDirs::ContainerDirs(std::string root, size_t keep) : root_(std::move(root)), keep_(keep) {
+ContainerDirs::ContainerDirs(std::string root, size_t keep, size_t keep_recycled)
+    : root_(std::move(root)), keep_(keep), keep_recycled_(std::max(keep, keep_recycled)) {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(root_, ec))
     if (is_spare_name(e.path().filename().string())) std::filesystem::remove_all(e.path(), ec);
@@ -37,6 +42,12 @@ ContainerDirs::~ContainerDirs() {
 
 bool ContainerDirs::is_spare_name(std::string_view name) { return name.starts_with(kSparePrefix); }
 
+Result<> ContainerDirs::add_log_and_socket(Spare& s) {
+  VIC_TRY(make_empty_file(s.dir + "/log", 0640));
+  VIC_ASSIGN(s.exec_listener, listen_seqpacket(s.dir + "/exec.sock"));
+  return {};
+}
+
 Result<ContainerDirs::Spare> ContainerDirs::make_spare() const {
   std::string name = random_hex(8);
   if (name.empty()) return sys_err("container directory: getrandom");
@@ -47,9 +58,7 @@ Result<ContainerDirs::Spare> ContainerDirs::make_spare() const {
     // The record and the file it is exchanged with, the log: all in place.
     VIC_TRY(make_empty_file(s.dir + "/config.json", 0644));
     VIC_TRY(make_empty_file(s.dir + "/config.json.tmp", 0644));
-    VIC_TRY(make_empty_file(s.dir + "/log", 0640));
-    VIC_ASSIGN(s.exec_listener, listen_seqpacket(s.dir + "/exec.sock"));
-    return {};
+    return add_log_and_socket(s);
   }();
   if (!made) {
     std::error_code ec;
@@ -57,6 +66,47 @@ Result<ContainerDirs::Spare> ContainerDirs::make_spare() const {
     return tl::unexpected(made.error());
   }
   return s;
+}
+
+bool ContainerDirs::recycle(const std::string& dir) {
+  {
+    std::lock_guard lock(mu_);
+    if (ready_.size() >= keep_recycled_) return false;
+  }
+  // What a container leaves: kept, or removed to be made anew. Anything
+  // else (an older serve's layout): not recycled.
+  static const std::set<std::string_view> kept = {"config.json", "config.json.tmp"};
+  static const std::set<std::string_view> dropped = {"log", "exec.sock", "exit.json", "exit.json.tmp"};
+  DIR* d = opendir(dir.c_str());
+  if (!d) return false;
+  bool known = true;
+  bool has_records = true;
+  std::vector<std::string> names;
+  while (struct dirent* e = readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n == "." || n == "..") continue;
+    if (dropped.count(n)) names.emplace_back(n);
+    else if (!kept.count(n)) known = false;
+  }
+  closedir(d);
+  for (std::string_view n : kept)
+    if (::access((dir + "/" + std::string(n)).c_str(), F_OK) != 0) has_records = false;
+  if (!known || !has_records) return false;
+  for (const auto& n : names)
+    if (::unlink((dir + "/" + n).c_str()) != 0 && errno != ENOENT) return false;
+  std::string name = random_hex(8);
+  if (name.empty()) return false;
+  Spare s;
+  s.dir = root_ + "/" + std::string(kSparePrefix) + name;
+  if (::rename(dir.c_str(), s.dir.c_str()) != 0) return false;
+  if (!add_log_and_socket(s)) {
+    std::error_code ec;
+    std::filesystem::remove_all(s.dir, ec);  // gone, as the caller would have removed it
+    return true;
+  }
+  std::lock_guard lock(mu_);
+  ready_.push_back(std::move(s));
+  return true;
 }
 
 bool ContainerDirs::wants_refill() const {

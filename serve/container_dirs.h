@@ -8,7 +8,9 @@
 // exec socket bound and listening; a create takes one and renames it into
 // place; a record is replaced by exchanging it with the previous one
 // (renameat2 RENAME_EXCHANGE), which allocates nothing and is as atomic as
-// a rename.
+// a rename. A removed container's directory is made a spare again
+// (recycle): its directory and records stay, only its log, exit file and
+// socket are new, which halves the inodes a container costs.
 #pragma once
 
 #include <mutex>
@@ -23,9 +25,11 @@ namespace vicvmm::serve {
 
 class ContainerDirs {
  public:
-  // `root`: the containers' directory; `keep`: directories kept made ahead.
-  // Leftovers of an earlier run (never claimed) are removed.
-  ContainerDirs(std::string root, size_t keep);
+  // `root`: the containers' directory; `keep`: directories kept made ahead;
+  // `keep_recycled`: how many spares removed containers may leave (a burst
+  // of removals before a burst of creates). Leftovers of an earlier run
+  // (never claimed) are removed.
+  ContainerDirs(std::string root, size_t keep, size_t keep_recycled = 32);
   ~ContainerDirs();
   ContainerDirs(const ContainerDirs&) = delete;
   ContainerDirs& operator=(const ContainerDirs&) = delete;
@@ -38,6 +42,15 @@ class ContainerDirs {
   // Replaces <dir>/config.json with `record`: readers see the old record or
   // the new one, never a mix.
   static Result<> write_record(const std::string& dir, std::string_view record);
+
+  // A removed container's directory `dir` becomes a spare: its log, exit
+  // file and exec socket removed (a reader still holding the old log must
+  // never see the next container's output), the directory and the two
+  // record files kept, a new log and listening socket made. Only for a
+  // container whose worker is known to be gone (nothing writes there any
+  // more). False, with `dir` untouched or partly emptied, when it is not
+  // taken: enough spares, or files it does not know; the caller removes it.
+  bool recycle(const std::string& dir);
 
   // Makes directories until `keep` are ready; false when none was wanted.
   // Call it off the request path (serve's monitor thread does).
@@ -53,9 +66,11 @@ class ContainerDirs {
     UniqueFd exec_listener;
   };
   Result<Spare> make_spare() const;
+  // The log and the listening exec socket, in a spare that has its records.
+  static Result<> add_log_and_socket(Spare& s);
 
   const std::string root_;
-  const size_t keep_;
+  const size_t keep_, keep_recycled_;
   mutable std::mutex mu_;
   std::vector<Spare> ready_;
 };

@@ -331,6 +331,7 @@ Result<> ContainerManager::start(const std::string& ref) {
     Container& c = containers_[id];
     if (c.state == "running") return {};  // docker: 304, nothing to do
     c.state = "starting";  // no second start meanwhile
+    c.worker_reaped = false;
     spec = c.spec;
   }
   auto fail = [&](const Error& e) -> Result<> {
@@ -375,6 +376,7 @@ Result<> ContainerManager::start(const std::string& ref) {
   c.error.clear();
   running_[id] = std::move(*worker);
   wake_monitor();  // watch this one's worker from now on
+  changed_locked();
   auto saved = save_locked(c);
   const uint64_t t_end = monotonic_ns();
   std::fprintf(stderr,
@@ -400,12 +402,41 @@ void ContainerManager::finish_locked(Container& c, int status, const std::string
   c.finished_ns = realtime_ns();
   c.pid = 0;
   (void)save_locked(c);
-  cv_.notify_all();
+  changed_locked();
 }
 
-void ContainerManager::remove_files(const std::string& id) {
+void ContainerManager::changed_locked() const {
+  cv_.notify_all();
+  for (const auto& [key, f] : subscribers_) f();
+}
+
+ContainerManager::Subscription ContainerManager::subscribe(std::function<void()> f) const {
+  std::lock_guard lock(mu_);
+  const uint64_t key = next_subscriber_++;
+  subscribers_[key] = std::move(f);
+  return Subscription(this, key);
+}
+
+ContainerManager::Subscription::~Subscription() {
+  if (!m_) return;
+  std::lock_guard lock(m_->mu_);
+  m_->subscribers_.erase(key_);
+}
+
+std::optional<ContainerManager::Status> ContainerManager::status(const std::string& id) const {
+  std::lock_guard lock(mu_);
+  auto it = containers_.find(id);
+  if (it == containers_.end()) return std::nullopt;
+  const Container& c = it->second;
+  return Status{c.state, c.exit_code, c.error, c.finished_ns};
+}
+
+void ContainerManager::remove_files(const Container& c) {
+  const std::string dir = root_ + "/" + c.id;
+  const bool never_started = c.state == "created" && c.started_ns == 0;
+  if ((never_started || c.worker_reaped) && dirs_.recycle(dir)) return;
   std::error_code ec;
-  std::filesystem::remove_all(root_ + "/" + id, ec);
+  std::filesystem::remove_all(dir, ec);
 }
 
 void ContainerManager::monitor() {
@@ -487,6 +518,7 @@ void ContainerManager::monitor() {
       if (own != running_.end()) {
         if (!reaped) own->second->reap();
         running_.erase(own);
+        c.worker_reaped = true;
       }
       remove_memory_cgroup_of(c.pid);  // left behind by a worker that was killed
       finish_locked(c, status, reason);
@@ -495,10 +527,10 @@ void ContainerManager::monitor() {
     for (const auto& id : auto_removed) {
       if (removed_exits_.size() >= 4096) removed_exits_.erase(removed_exits_.begin());
       removed_exits_[id] = containers_[id].exit_code;
+      remove_files(containers_[id]);
       containers_.erase(id);
-      remove_files(id);
     }
-    if (!auto_removed.empty()) cv_.notify_all();
+    if (!auto_removed.empty()) changed_locked();
   }
 }
 
@@ -545,10 +577,11 @@ Result<> ContainerManager::remove(const std::string& ref, bool force) {
   }
   if (containers_.count(id) && containers_[id].state == "starting")
     return api_err(EBUSY, fmt::format("container {} is starting", id));
+  if (auto it = containers_.find(id); it != containers_.end()) remove_files(it->second);
   containers_.erase(id);
   stdin_.erase(id);
   exec_listeners_.erase(id);
-  remove_files(id);
+  changed_locked();
   return {};
 }
 

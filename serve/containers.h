@@ -13,12 +13,14 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -45,6 +47,9 @@ struct Container {
   std::string error;  // why it stopped, when not by its own exit
   uint64_t created_ns = 0, started_ns = 0, finished_ns = 0;  // CLOCK_REALTIME
   pid_t pid = 0;      // the worker process while running
+  // Not in the record: this serve reaped the container's last worker, so
+  // nothing writes into its directory any more (which may then be reused).
+  bool worker_reaped = false;
   // The record's fields above that never change after create (the spec and
   // docker's whole config among them), as a JSON object: serialised once,
   // not again with each change of state.
@@ -86,6 +91,31 @@ class ContainerManager {
 
   // By full id, unique id prefix or name.
   Result<Container> get(const std::string& ref) const;
+  // What a stream that follows a container checks as it goes: a copy of
+  // the few fields, not of the whole record (its config among them).
+  struct Status {
+    std::string state;
+    int exit_code = 0;
+    std::string error;
+    uint64_t finished_ns = 0;
+  };
+  std::optional<Status> status(const std::string& id) const;
+
+  // Calls `f` whenever a container starts, stops or is removed, until the
+  // handle is dropped. `f` runs under the manager's lock on whichever
+  // thread made the change: it must only hand the news on (Wakeup::notify).
+  class Subscription {
+   public:
+    Subscription(const ContainerManager* m, uint64_t key) : m_(m), key_(key) {}
+    Subscription(Subscription&& o) noexcept : m_(std::exchange(o.m_, nullptr)), key_(o.key_) {}
+    Subscription& operator=(Subscription&&) = delete;
+    ~Subscription();
+
+   private:
+    const ContainerManager* m_;
+    uint64_t key_;
+  };
+  Subscription subscribe(std::function<void()> f) const;
   std::vector<Container> list() const;
   std::string log_path(const std::string& id) const { return root_ + "/" + id + "/log"; }
   // The exit status of a container removed automatically (--rm) after it
@@ -109,7 +139,11 @@ class ContainerManager {
   void load_all();
   void monitor();
   void finish_locked(Container& c, int status, const std::string& reason);
-  void remove_files(const std::string& id);
+  // A container's state changed: blocking waiters and subscribers hear it.
+  void changed_locked() const;
+  // Removes a container's directory, or keeps it for a next container
+  // when nothing can write into it any more.
+  void remove_files(const Container& c);
 
   std::string root_;
   ContainerDirs dirs_;  // made ahead by the monitor thread
@@ -129,7 +163,9 @@ class ContainerManager {
   std::map<std::string, UniqueFd> exec_listeners_;
   std::map<std::string, int> removed_exits_;  // bounded: the newest kRemovedExits  // OpenStdin containers: until started / attached
   bool stop_ = false;
-  std::condition_variable cv_;
+  mutable std::condition_variable cv_;
+  mutable std::map<uint64_t, std::function<void()>> subscribers_;
+  mutable uint64_t next_subscriber_ = 0;
   // The monitor sleeps in poll() on a pidfd per running worker (serve's
   // children and re-adopted ones alike) and this eventfd (a start, or stop).
   UniqueFd wake_;

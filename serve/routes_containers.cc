@@ -12,6 +12,7 @@
 #include "serve/containers.h"
 #include "serve/routes.h"
 #include "serve/vm_memory.h"
+#include "serve/wakeup.h"
 
 namespace vicvmm::serve {
 
@@ -19,14 +20,11 @@ using nlohmann::json;
 
 namespace {
 
+// Streams that follow a container wake when it changes; these are the
+// safety net (a client gone quietly is noticed then) and the poll used
+// when a log cannot be watched.
+constexpr auto kSafetyNet = std::chrono::milliseconds(1000);
 constexpr auto kPoll = std::chrono::milliseconds(20);
-
-asio::awaitable<void> sleep_for(std::chrono::milliseconds d) {
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  t.expires_after(d);
-  boost::system::error_code ec;
-  co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-}
 
 std::string rfc3339(uint64_t ns) {
   if (ns == 0) return "0001-01-01T00:00:00Z";
@@ -132,21 +130,52 @@ json inspect(const Container& c) {
           {"VicVmm", {{"Runtime", "vicvmm: a KVM microVM per container"}, {"ImageDisk", c.spec.image_disk}, {"Template", c.spec.template_dir}}}};
 }
 
-// Bytes [offset, end) of the log now; the offset moves past what was read.
-std::string read_more(const std::string& path, uint64_t& offset) {
-  std::string out;
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return out;
-  char buf[65536];
-  for (;;) {
-    ssize_t n = pread(fd.get(), buf, sizeof buf, static_cast<off_t>(offset));
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    offset += static_cast<uint64_t>(n);
-    if (out.size() >= (1u << 20)) break;  // stream in pieces
+// A container's log as it grows: the file kept open (it is only ever
+// appended to), read from where the last read ended.
+class LogReader {
+ public:
+  explicit LogReader(std::string path) : path_(std::move(path)) {}
+  // What was appended since the last call (at most 1 MiB at a time).
+  std::string more() {
+    std::string out;
+    if (!fd_) fd_ = UniqueFd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st {};
+    if (!fd_ || ::fstat(fd_.get(), &st) != 0 || static_cast<uint64_t>(st.st_size) <= offset_) return out;
+    out.resize(std::min<uint64_t>(static_cast<uint64_t>(st.st_size) - offset_, 1u << 20));
+    ssize_t n = ::pread(fd_.get(), out.data(), out.size(), static_cast<off_t>(offset_));
+    out.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    offset_ += out.size();
+    return out;
   }
-  return out;
-}
+  // Only what comes from now on.
+  void skip_to_end() {
+    while (!more().empty()) {
+    }
+  }
+
+ private:
+  std::string path_;
+  UniqueFd fd_;
+  uint64_t offset_ = 0;
+};
+
+// Woken by the container's state changes and, with `log`, by its log
+// growing; `timeout` is the safety net (and the poll when inotify fails).
+struct Follow {
+  std::shared_ptr<Wakeup> wake;
+  ContainerManager::Subscription sub;
+  std::chrono::milliseconds timeout;
+
+  static asio::awaitable<Follow> make(const ContainerManager& m, const std::string& log = "") {
+    auto wake = Wakeup::make(co_await asio::this_coro::executor);
+    auto sub = m.subscribe([weak = std::weak_ptr<Wakeup>(wake)] {
+      if (auto w = weak.lock()) w->notify();
+    });
+    const bool watched = log.empty() || wake->watch_file(log).has_value();
+    co_return Follow{wake, std::move(sub), watched ? kSafetyNet : kPoll};
+  }
+  asio::awaitable<void> wait() { co_await wake->wait(timeout); }
+};
 
 // Keeps whole frames of the wanted streams (non-TTY logs); a partial frame
 // at the end waits in `carry` for the rest.
@@ -171,7 +200,7 @@ std::string filter_frames(std::string& carry, std::string more, bool want_out, b
 // Removed, or stopped after `since` (or already stopped then): a stream
 // that follows its output can end.
 bool stopped_since(const ContainerManager& m, const std::string& id, uint64_t since, bool was_exited) {
-  auto c = m.get(id);
+  auto c = m.status(id);
   return !c || (c->state == "exited" && (was_exited || c->finished_ns >= since));
 }
 
@@ -246,8 +275,9 @@ void add_container_routes(Router& r, const Context& ctx) {
     if (!co_await conn.begin_stream(200, "application/json")) co_return Response{};
     int code = c->exit_code;
     std::string error;
+    Follow follow = co_await Follow::make(*m);
     for (;;) {
-      auto now = m->get(id);
+      auto now = m->status(id);
       if (!now) {
         if (auto removed = m->removed_exit(id)) code = *removed;
         if (condition == "removed") break;
@@ -260,7 +290,7 @@ void add_container_routes(Router& r, const Context& ctx) {
       if (condition == "not-running" && stopped && now->state != "starting") break;
       if (condition == "next-exit" && now->state == "exited" && now->finished_ns >= asked) break;
       if (conn.peer_closed()) co_return Response{};  // e.g. `docker run -d`, gone after printing the id
-      co_await sleep_for(kPoll);
+      co_await follow.wait();
     }
     json result = {{"StatusCode", code}, {"Error", error.empty() ? json(nullptr) : json{{"Message", error}}}};
     std::string text = result.dump() + "\n";
@@ -279,8 +309,9 @@ void add_container_routes(Router& r, const Context& ctx) {
     const bool want_out = query_flag(req, "stdout"), want_err = query_flag(req, "stderr");
     const uint64_t since = realtime_ns();
     const bool was_exited = c->state == "exited";
-    uint64_t offset = 0;
-    if (c->state == "running" || was_exited) read_more(path, offset);  // only what comes next
+    Follow follow = co_await Follow::make(*m, path);  // before the first read: no write unseen
+    LogReader log(path);
+    if (c->state == "running" || was_exited) log.skip_to_end();  // only what comes next
     UniqueFd input = query_flag(req, "stdin") ? m->take_stdin(id) : UniqueFd();
     auto hijacked = co_await conn.hijack("application/vnd.docker.raw-stream");
     if (!hijacked) co_return Response{};
@@ -296,7 +327,7 @@ void add_container_routes(Router& r, const Context& ctx) {
       // The state first: the worker completes the log before it records
       // the exit, so once we see the exit, one more read has everything.
       const bool over = stopped_since(*m, id, since, was_exited);
-      std::string more = read_more(path, offset);
+      std::string more = log.more();
       std::string out = c->spec.tty ? more : filter_frames(carry, more, want_out, want_err);
       if (!out.empty()) {
         boost::system::error_code ec;
@@ -305,7 +336,7 @@ void add_container_routes(Router& r, const Context& ctx) {
       }
       if (more.empty()) {
         if (over) break;
-        co_await sleep_for(kPoll);
+        co_await follow.wait();
       }
     }
     boost::system::error_code ec;
@@ -323,16 +354,18 @@ void add_container_routes(Router& r, const Context& ctx) {
     if (!co_await conn.begin_stream(200, "application/vnd.docker.raw-stream")) co_return Response{};
     const uint64_t since = realtime_ns();
     const bool was_exited = c->state == "exited";
-    uint64_t offset = 0;
+    std::optional<Follow> follower;
+    if (follow) follower.emplace(co_await Follow::make(*m, path));
+    LogReader log(path);
     std::string carry;
     for (;;) {
       const bool done = !follow || stopped_since(*m, id, since, was_exited);
-      std::string more = read_more(path, offset);
+      std::string more = log.more();
       std::string out = c->spec.tty ? more : filter_frames(carry, more, want_out, want_err);
       if (!out.empty() && !co_await conn.write(out)) co_return Response{};
       if (more.empty()) {
         if (done || conn.peer_closed()) break;
-        co_await sleep_for(kPoll);
+        co_await follower->wait();
       }
     }
     co_return Response{};

@@ -138,3 +138,55 @@ TEST_CASE("container dirs: leftovers of an earlier run are removed, containers a
   CHECK(spares_in(root.path) == 0);
   CHECK(fs::exists(root.path + "/kept/config.json"));
 }
+
+TEST_CASE("container dirs: a removed container's directory is made a spare again, with a new log and socket", "[serve]") {
+  ScratchDir root;
+  ContainerDirs dirs(root.path, 1, /*keep_recycled=*/2);
+  auto first = dirs.claim("gone1", "{\"id\":\"gone1\",\"long\":\"" + std::string(500, 'x') + "\"}\n");
+  REQUIRE(first.has_value());
+  const std::string dir = root.path + "/gone1";
+  std::ofstream(dir + "/log") << "the first container's output";
+  std::ofstream(dir + "/exit.json") << "{\"status\":0}";
+  const ino_t dir_ino = inode_of(dir), record_ino = inode_of(dir + "/config.json");
+  first->reset();  // its worker is gone
+  std::ifstream reader(dir + "/log");  // `docker logs -f` of the removed container, still reading
+
+  REQUIRE(dirs.recycle(dir));
+  CHECK_FALSE(fs::exists(dir));
+  CHECK(spares_in(root.path) == 1);
+  auto again = dirs.claim("next", "{\"id\":\"next\"}\n");
+  REQUIRE(again.has_value());
+  const std::string next = root.path + "/next";
+  CHECK(inode_of(next) == dir_ino);  // the same directory and records...
+  CHECK((inode_of(next + "/config.json") == record_ino || inode_of(next + "/config.json.tmp") == record_ino));
+  CHECK(slurp(next + "/config.json") == "{\"id\":\"next\"}\n");  // ...holding only the new record
+  CHECK(fs::file_size(next + "/log") == 0);  // a log of its own: the old reader never sees it
+  std::ofstream(next + "/log") << "the next container's output";
+  std::stringstream seen;
+  seen << reader.rdbuf();
+  CHECK(seen.str() == "the first container's output");
+  CHECK_FALSE(fs::exists(next + "/exit.json"));
+  int c = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  REQUIRE(c >= 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  const std::string sock = next + "/exec.sock";
+  std::memcpy(a.sun_path, sock.c_str(), sock.size() + 1);
+  CHECK(::connect(c, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);  // listening again
+  ::close(c);
+}
+
+TEST_CASE("container dirs: recycling stops at its limit and at files it does not know", "[serve]") {
+  ScratchDir root;
+  ContainerDirs dirs(root.path, 1, 2);
+  for (const char* id : {"r1", "r2", "r3", "odd"}) REQUIRE(dirs.claim(id, "{}\n").has_value());
+  std::ofstream(root.path + "/odd/core") << "?";
+  CHECK_FALSE(dirs.recycle(root.path + "/odd"));  // a file of unknown use: the caller removes it all
+  CHECK(fs::exists(root.path + "/odd/core"));
+  CHECK(dirs.recycle(root.path + "/r1"));
+  CHECK(dirs.recycle(root.path + "/r2"));
+  CHECK_FALSE(dirs.recycle(root.path + "/r3"));  // two spares kept: enough
+  CHECK(fs::exists(root.path + "/r3/config.json"));
+  CHECK(spares_in(root.path) == 2);
+  CHECK_FALSE(dirs.recycle(root.path + "/missing"));
+}

@@ -215,6 +215,8 @@ constexpr Allowed kApi[] = {
     {"eventfd2", "asio's wakeups"},
     {"timerfd_create", "asio's timers"},
     {"timerfd_settime", "asio's timers"},
+    {"inotify_init1", "following a container's log as the worker writes it"},
+    {"inotify_add_watch", "as inotify_init1"},
     {"poll", "waiting on a worker with a timeout"},
     {"ppoll", "as poll"},
     {"pipe2", "mkfs.erofs's error output"},
