@@ -9,6 +9,7 @@
 
 #include "vmm/machine.h"
 #include "serve/api_error.h"
+#include "serve/container_filters.h"
 #include "serve/containers.h"
 #include "serve/routes.h"
 #include "serve/vm_memory.h"
@@ -73,7 +74,7 @@ json summary(const Container& c) {
           {"Command", command_text(c)},
           {"Created", c.created_ns / 1'000'000'000ull},
           {"Ports", ports_list(c)},
-          {"Labels", json::object()},
+          {"Labels", c.config.contains("Labels") && c.config["Labels"].is_object() ? c.config["Labels"] : json::object()},
           {"State", c.state == "starting" ? "created" : c.state},
           {"Status", status_text(c)},
           {"HostConfig", {{"NetworkMode", "default"}}},
@@ -235,9 +236,14 @@ void add_container_routes(Router& r, const Context& ctx) {
 
   r.add(http::verb::get, "/containers/json", [m](Request& req, Connection&) -> asio::awaitable<Response> {
     const bool all = query_flag(req, "all");
+    auto filters = ContainerFilters::parse(req.query.count("filters") ? req.query["filters"] : "");
+    if (!filters) co_return error_response(400, filters.error().message);
+    const auto containers = m->list();
+    if (auto resolved = filters->resolve_references(containers); !resolved)
+      co_return error_response(404, resolved.error().message);
     json out = json::array();
-    for (const auto& c : m->list())
-      if (all || c.state == "running") out.push_back(summary(c));
+    for (const auto& c : containers)
+      if ((all || filters->implies_all() || c.state == "running") && filters->matches(c)) out.push_back(summary(c));
     co_return json_response(out);
   });
 

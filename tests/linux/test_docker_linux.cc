@@ -127,6 +127,23 @@ TEST_CASE("docker CLI: containers are VMs (run, -i, -d -p, ps, logs, stats, stop
   Outcome ps = dock({"ps", "--format", "{{.Names}} {{.Ports}} {{.Status}}"});
   CAPTURE(ps.out);
   CHECK(ps.out.find("web 127.0.0.1:" + std::to_string(port) + "->80/tcp Up") != std::string::npos);
+  // docker ps --filter, as the CLI sends it: exit3 (exited 3) and web (running).
+  auto names = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"ps", "--format", "{{.Names}}"});
+    Outcome o = dock(args);
+    CAPTURE(o.err);
+    return o.status == 0 ? o.out : "status " + std::to_string(o.status);
+  };
+  CHECK(names({"--filter", "name=^web$"}) == "web\n");
+  CHECK(names({"-a", "--filter", "name=exit3"}) == "exit3\n");
+  CHECK(names({"--filter", "status=exited", "--filter", "name=exit"}) == "exit3\n");  // status implies -a
+  CHECK(names({"-a", "--filter", "exited=3"}) == "exit3\n");
+  CHECK(names({"--filter", "publish=80"}) == "web\n");
+  CHECK(names({"--filter", "ancestor=bb-test:1", "--filter", "name=web"}) == "web\n");
+  CHECK(names({"-a", "--filter", "since=exit3", "--filter", "name=^(web|exit3)$"}) == "web\n");
+  Outcome bad = dock({"ps", "--filter", "status=sleeping"});
+  CHECK(bad.status != 0);
+  CHECK_THAT(bad.err, Catch::Contains("invalid filter 'status=sleeping'"));
   Outcome logs = dock({"logs", "web"});
   CHECK(logs.out == "serving\n");
   Outcome stats = dock({"stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}", "web"});
