@@ -94,6 +94,10 @@ bool ContainerDirs::recycle(const std::string& dir) {
   if (!known || !has_records) return false;
   for (const auto& n : names)
     if (::unlink((dir + "/" + n).c_str()) != 0 && errno != ENOENT) return false;
+  // The records emptied, not left for the next container's directory to
+  // carry (the first exchange would keep this one's record beside its own).
+  for (std::string_view n : kept)
+    if (::truncate((dir + "/" + std::string(n)).c_str(), 0) != 0) return false;
   std::string name = random_hex(8);
   if (name.empty()) return false;
   Spare s;

@@ -46,7 +46,7 @@ class ContainerDirs {
   // A removed container's directory `dir` becomes a spare: its log, exit
   // file and exec socket removed (a reader still holding the old log must
   // never see the next container's output), the directory and the two
-  // record files kept, a new log and listening socket made. Only for a
+  // record files kept (emptied), a new log and listening socket made. Only for a
   // container whose worker is known to be gone (nothing writes there any
   // more). False, with `dir` untouched or partly emptied, when it is not
   // taken: enough spares, or files it does not know; the caller removes it.

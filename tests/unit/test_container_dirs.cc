@@ -160,6 +160,7 @@ TEST_CASE("container dirs: a removed container's directory is made a spare again
   CHECK(inode_of(next) == dir_ino);  // the same directory and records...
   CHECK((inode_of(next + "/config.json") == record_ino || inode_of(next + "/config.json.tmp") == record_ino));
   CHECK(slurp(next + "/config.json") == "{\"id\":\"next\"}\n");  // ...holding only the new record
+  CHECK(slurp(next + "/config.json.tmp").empty());                  // not the old one beside it
   CHECK(fs::file_size(next + "/log") == 0);  // a log of its own: the old reader never sees it
   std::ofstream(next + "/log") << "the next container's output";
   std::stringstream seen;
