@@ -3,10 +3,9 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include <ctime>
-
 #include "image/records.h"
 #include "image/users.h"
+#include "vmm/machine.h"  // realtime_ns
 
 namespace vicvmm::serve {
 
@@ -16,12 +15,6 @@ namespace {
 constexpr size_t kMaxResolved = 256;
 
 int64_t ns(const timespec& t) { return int64_t(t.tv_sec) * 1'000'000'000 + t.tv_nsec; }
-
-int64_t realtime_now_ns() {
-  timespec t{};
-  clock_gettime(CLOCK_REALTIME, &t);
-  return ns(t);
-}
 
 }  // namespace
 
@@ -50,7 +43,7 @@ bool ImageLookup::still(const Stamps& stamps) {
 }
 
 bool ImageLookup::trustworthy(const Stamps& stamps) const {
-  const int64_t now = realtime_now_ns();
+  const int64_t now = static_cast<int64_t>(realtime_ns());
   for (const auto& [path, stamp] : stamps)
     if (stamp && stamp->recent(now, racy_window_ns_)) return false;
   return true;
