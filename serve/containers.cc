@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -442,6 +443,7 @@ void ContainerManager::remove_files(const Container& c) {
 void ContainerManager::monitor() {
   // Reads exit files and records: the API's allow-list. Unconfined if the
   // filter cannot be installed (serve's own threads would fail anyway).
+  prctl(PR_SET_NAME, "vicvmm-monitor", 0, 0, 0);
   (void)seccomp::confine_current_thread(seccomp::ThreadKind::Api);
   std::unique_lock lock(mu_);
   while (!stop_) {

@@ -1,6 +1,7 @@
 #include "serve/http_server.h"
 
 #include <grp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -245,6 +246,15 @@ Result<std::unique_ptr<Server>> Server::create(ServerOptions options, Dispatcher
 }
 
 Result<> confine_api_thread() { return seccomp::confine_current_thread(seccomp::ThreadKind::Api); }
+
+Result<> confine_pool_thread() {
+  thread_local bool named = false;
+  if (!named) {
+    prctl(PR_SET_NAME, "vicvmm-pool", 0, 0, 0);
+    named = true;
+  }
+  return confine_api_thread();
+}
 
 Result<void> Server::run(bool stop_on_signals) {
   asio::signal_set signals(io_);

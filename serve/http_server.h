@@ -192,6 +192,8 @@ inline asio::thread_pool& Connection::pool() { return server_.pool(); }
 
 // Confines the calling thread to the API allow-list (vmm/seccomp), once.
 Result<> confine_api_thread();
+// The same for a thread of the pool, named vicvmm-pool first (top -H).
+Result<> confine_pool_thread();
 
 template <class F>
 asio::awaitable<std::invoke_result_t<F&>> Connection::blocking(F& f) {
@@ -204,7 +206,7 @@ asio::awaitable<std::invoke_result_t<F&>> Connection::blocking(F& f) {
         auto ex = asio::get_associated_executor(handler);
         asio::post(pool_ref, [f, handler = std::move(handler), ex, cpu_sum]() mutable {
           R r = [&]() -> R {
-            if (auto c = confine_api_thread(); !c) return tl::unexpected(c.error());
+            if (auto c = confine_pool_thread(); !c) return tl::unexpected(c.error());
             struct CountCpu {  // the caller awaits this job: the counter outlives it
               std::atomic<uint64_t>* sum;
               uint64_t from = thread_cpu_ns();

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -147,6 +148,7 @@ Result<std::unique_ptr<Worker>> WorkerPool::acquire(const std::string& template_
 }
 
 void WorkerPool::refill() {
+  prctl(PR_SET_NAME, "vicvmm-workers", 0, 0, 0);
   std::unique_lock lock(mu_);
   while (!stop_) {
     // Waiting requests first, then the ready target.
