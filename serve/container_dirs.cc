@@ -26,6 +26,28 @@ Result<> make_empty_file(const std::string& path, mode_t mode) {
   if (!fd) return sys_err("creating {}", path);
   return {};
 }
+
+// Emptied through an open file: truncate(2) of a file to zero has ext4
+// (auto_da_alloc) write it back at its next close, ~100-150 µs of CPU that
+// would fall on the next create; closing it here clears that.
+bool empty_file(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  return fd && ::ftruncate(fd.get(), 0) == 0;
+}
+
+std::optional<std::string> slurp(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return std::nullopt;
+  std::string out;
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::nullopt;
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
 }  // namespace
 
 ContainerDirs::ContainerDirs(std::string root, size_t keep, size_t keep_recycled)
@@ -55,9 +77,9 @@ Result<ContainerDirs::Spare> ContainerDirs::make_spare() const {
   s.dir = root_ + "/" + std::string(kSparePrefix) + name;
   if (::mkdir(s.dir.c_str(), 0755) != 0) return sys_err("creating {}", s.dir);
   auto made = [&]() -> Result<> {
-    // The record and the file it is exchanged with, the log: all in place.
+    // The record and its state file, the log: all in place.
     VIC_TRY(make_empty_file(s.dir + "/config.json", 0644));
-    VIC_TRY(make_empty_file(s.dir + "/config.json.tmp", 0644));
+    VIC_TRY(make_empty_file(s.dir + "/state", 0644));
     return add_log_and_socket(s);
   }();
   if (!made) {
@@ -75,8 +97,10 @@ bool ContainerDirs::recycle(const std::string& dir) {
   }
   // What a container leaves: kept, or removed to be made anew. Anything
   // else (an older serve's layout): not recycled.
-  static const std::set<std::string_view> kept = {"config.json", "config.json.tmp"};
-  static const std::set<std::string_view> dropped = {"log", "exec.sock", "exit.json", "exit.json.tmp"};
+  static const std::set<std::string_view> kept = {"config.json", "state"};
+  // config.json.tmp: an older serve replaced records by exchange with it.
+  static const std::set<std::string_view> dropped = {"log",           "exec.sock", "exit.json",
+                                                     "exit.json.tmp", "state.tmp", "config.json.tmp"};
   DIR* d = opendir(dir.c_str());
   if (!d) return false;
   bool known = true;
@@ -94,10 +118,10 @@ bool ContainerDirs::recycle(const std::string& dir) {
   if (!known || !has_records) return false;
   for (const auto& n : names)
     if (::unlink((dir + "/" + n).c_str()) != 0 && errno != ENOENT) return false;
-  // The records emptied, not left for the next container's directory to
-  // carry (the first exchange would keep this one's record beside its own).
+  // The record and its states emptied: the next container's start from
+  // nothing (a shorter record must not keep this one's tail).
   for (std::string_view n : kept)
-    if (::truncate((dir + "/" + std::string(n)).c_str(), 0) != 0) return false;
+    if (!empty_file(dir + "/" + std::string(n))) return false;
   std::string name = random_hex(8);
   if (name.empty()) return false;
   Spare s;
@@ -145,7 +169,14 @@ Result<UniqueFd> ContainerDirs::claim(const std::string& id, std::string_view re
   }
   // The record first: <root>/<id> appears with it, or not at all.
   auto placed = [&]() -> Result<> {
-    VIC_TRY(write_record(s->dir, record));
+    const std::string path = s->dir + "/config.json";
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) return sys_err("writing {}", path);
+    VIC_TRY(image::write_all(fd.get(), record.data(), record.size()));  // from offset 0: just opened
+    struct stat st{};
+    if (::fstat(fd.get(), &st) != 0 || (static_cast<uint64_t>(st.st_size) > record.size() &&
+                                         ::ftruncate(fd.get(), static_cast<off_t>(record.size())) != 0))
+      return sys_err("writing {}", path);
     const std::string dir = root_ + "/" + id;
     if (::rename(s->dir.c_str(), dir.c_str()) != 0) return sys_err("container {}: its directory", id.substr(0, 12));
     return {};
@@ -158,23 +189,41 @@ Result<UniqueFd> ContainerDirs::claim(const std::string& id, std::string_view re
   return std::move(s->exec_listener);
 }
 
-Result<> ContainerDirs::write_record(const std::string& dir, std::string_view record) {
-  const std::string tmp = dir + "/config.json.tmp", path = dir + "/config.json";
-  {
-    // Overwritten from the start, then cut to length: no O_TRUNC, whose truncation to
-    // zero has ext4 (auto_da_alloc) write the file back at close, ~100-150
-    // µs of CPU here against ~8 µs this way.
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
-    if (!fd) return sys_err("writing {}", tmp);
-    VIC_TRY(image::write_all(fd.get(), record.data(), record.size()));  // from offset 0: just opened
-    if (::ftruncate(fd.get(), static_cast<off_t>(record.size())) != 0) return sys_err("writing {}", tmp);
-  }
-  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_EXCHANGE) == 0) return {};
-  // No record yet (a directory of an earlier serve), or a filesystem
-  // without exchange: a plain rename (the next write makes a new tmp).
-  if (errno != ENOENT && errno != EINVAL && errno != ENOSYS) return sys_err("replacing {}", path);
+Result<> ContainerDirs::append_state(const std::string& dir, std::string_view line) {
+  const std::string path = dir + "/state";
+  std::string text(line);
+  text += '\n';
+  // O_CREAT: a directory of an earlier serve has no state file yet.
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd) return sys_err("writing {}", path);
+  VIC_TRY(image::write_all(fd.get(), text.data(), text.size()));
+  const off_t size = ::lseek(fd.get(), 0, SEEK_END);
+  if (size < 0 || static_cast<size_t>(size) <= kStateCompactBytes) return {};
+  // Compacted: the newest line alone, replacing the file whole.
+  const std::string tmp = dir + "/state.tmp";
+  UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!out) return sys_err("writing {}", tmp);
+  VIC_TRY(image::write_all(out.get(), text.data(), text.size()));
   if (::rename(tmp.c_str(), path.c_str()) != 0) return sys_err("replacing {}", path);
   return {};
+}
+
+std::optional<ContainerDirs::Record> ContainerDirs::read(const std::string& dir) {
+  auto record = slurp(dir + "/config.json");
+  if (!record || record->empty()) return std::nullopt;
+  Record r{std::move(*record), {}};
+  auto states = slurp(dir + "/state");
+  if (!states) return r;
+  // Whole lines only: a last line without its newline was torn.
+  size_t end = states->rfind('\n');
+  while (end != std::string::npos && end > 0) {
+    size_t begin = states->rfind('\n', end - 1);
+    begin = begin == std::string::npos ? 0 : begin + 1;
+    if (end > begin) r.states.push_back(states->substr(begin, end - begin));
+    if (begin == 0) break;
+    end = begin - 1;
+  }
+  return r;
 }
 
 }  // namespace vicvmm::serve

@@ -75,22 +75,35 @@ json fixed_record(const Container& c) {
           {"spec", to_json(c.spec)}};
 }
 
+json state_json(const Container& c) {
+  return {{"state", c.state},           {"exit_code", c.exit_code},     {"error", c.error},
+          {"created_ns", c.created_ns}, {"started_ns", c.started_ns}, {"finished_ns", c.finished_ns},
+          {"pid", c.pid}};
+}
+
 // The record file's text: the fixed fields as serialised at create, and
-// the state now ({"a":1} and {"b":2} make {"a":1,"b":2}).
+// the state then ({"a":1} and {"b":2} make {"a":1,"b":2}).
 std::string record_text(const Container& c) {
-  const json state = {{"state", c.state},     {"exit_code", c.exit_code},     {"error", c.error},
-                      {"created_ns", c.created_ns}, {"started_ns", c.started_ns}, {"finished_ns", c.finished_ns},
-                      {"pid", c.pid}};
   std::string text = c.fixed_json.empty() ? fixed_record(c).dump() : c.fixed_json;
-  const std::string tail = state.dump();
+  const std::string tail = state_json(c).dump();
   text.back() = ',';
   text.append(tail, 1);
   text += '\n';
   return text;
 }
 
-Result<Container> record_from_json(const json& j) {
+// A container from its directory's files: the record, then the newest
+// state line that reads whole.
+Result<Container> container_from(const ContainerDirs::Record& files) {
+  json j = json::parse(files.record, nullptr, false);
   if (!j.is_object()) return err("not a JSON object");
+  for (const auto& line : files.states) {
+    json st = json::parse(line, nullptr, false);
+    if (!st.is_object()) continue;
+    for (const char* key : {"state", "exit_code", "error", "started_ns", "finished_ns", "pid"})
+      if (st.contains(key)) j[key] = st[key];
+    break;
+  }
   Container c;
   try {
     c.id = j.at("id").get<std::string>();
@@ -176,9 +189,9 @@ std::vector<Container> ContainerManager::read_records(const std::string& root) {
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
     if (ContainerDirs::is_spare_name(e.path().filename().string())) continue;
-    auto text = read_file(e.path().string() + "/config.json");
-    if (!text) continue;
-    auto c = record_from_json(json::parse(*text, nullptr, false));
+    auto files = ContainerDirs::read(e.path().string());
+    if (!files) continue;
+    auto c = container_from(*files);
     if (!c) continue;
     // A running record whose worker is gone (serve down): say so, as serve would.
     if (c->state == "running" && access(c->spec.exit_file.c_str(), F_OK) != 0 && !is_worker(c->pid)) {
@@ -197,9 +210,9 @@ void ContainerManager::load_all() {
   for (const auto& e : std::filesystem::directory_iterator(root_, ec)) {
     const std::string id = e.path().filename();
     if (ContainerDirs::is_spare_name(id)) continue;
-    auto text = read_file(e.path().string() + "/config.json");
-    if (!text) continue;  // a create that never finished: nothing to keep
-    auto c = record_from_json(json::parse(*text, nullptr, false));
+    auto files = ContainerDirs::read(e.path().string());
+    if (!files) continue;  // a create that never finished: nothing to keep
+    auto c = container_from(*files);
     if (!c || c->id != id) {
       std::fprintf(stderr, "vicvmm serve: container %s: unreadable record, skipped\n", id.c_str());
       continue;
@@ -229,7 +242,9 @@ Result<std::string> ContainerManager::resolve_locked(const std::string& ref) con
 }
 
 Result<> ContainerManager::save_locked(const Container& c) const {
-  return ContainerDirs::write_record(root_ + "/" + c.id, record_text(c));
+  json line = state_json(c);
+  line.erase("created_ns");  // the record's, never changed
+  return ContainerDirs::append_state(root_ + "/" + c.id, line.dump());
 }
 
 Result<std::string> ContainerManager::create(json body, const std::string& name) {
@@ -429,7 +444,14 @@ std::optional<ContainerManager::Status> ContainerManager::status(const std::stri
   auto it = containers_.find(id);
   if (it == containers_.end()) return std::nullopt;
   const Container& c = it->second;
-  return Status{c.state, c.exit_code, c.error, c.finished_ns};
+  return Status{c.id, c.state, c.exit_code, c.error, c.finished_ns, c.spec.tty};
+}
+
+Result<ContainerManager::Status> ContainerManager::status_of(const std::string& ref) const {
+  std::lock_guard lock(mu_);
+  VIC_ASSIGN(std::string id, resolve_locked(ref));
+  const Container& c = containers_.at(id);
+  return Status{c.id, c.state, c.exit_code, c.error, c.finished_ns, c.spec.tty};
 }
 
 void ContainerManager::remove_files(const Container& c) {

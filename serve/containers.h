@@ -94,12 +94,16 @@ class ContainerManager {
   // What a stream that follows a container checks as it goes: a copy of
   // the few fields, not of the whole record (its config among them).
   struct Status {
+    std::string id;
     std::string state;
     int exit_code = 0;
     std::string error;
     uint64_t finished_ns = 0;
+    bool tty = false;
   };
   std::optional<Status> status(const std::string& id) const;
+  // The same by full id, unique id prefix or name (what get() takes).
+  Result<Status> status_of(const std::string& ref) const;
 
   // Calls `f` whenever a container starts, stops or is removed, until the
   // handle is dropped. `f` runs under the manager's lock on whichever

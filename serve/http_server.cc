@@ -100,18 +100,17 @@ struct Server::Listener {
 
 // ---- Connection ----
 
-Connection::Connection(Socket socket, Server& server)
-    : socket_(std::move(socket)), server_(server), timer_(socket_.get_executor()) {}
+Connection::Connection(Socket socket, Server& server) : socket_(std::move(socket)), server_(server) {
+  // A request and its JSON body in one read (beast starts at 512 bytes).
+  buffer_.reserve(16 << 10);
+}
 
 void Connection::arm(Clock::duration d) {
   deadline_ = Clock::now() + d;
-  timer_.cancel();  // the watchdog re-reads the deadline
+  server_.ensure_sweep();
 }
 
-void Connection::disarm() {
-  deadline_ = Clock::time_point::max();
-  timer_.cancel();
-}
+void Connection::disarm() { deadline_ = Clock::time_point::max(); }
 
 asio::awaitable<bool> Connection::begin_stream(unsigned status, std::string_view content_type) {
   if (state_ != State::kIdle) co_return false;
@@ -292,10 +291,7 @@ void Server::do_stop() {
       l->unix_path.clear();
     }
   }
-  for (Connection* c : connections_) {
-    c->socket_.close(ec);
-    c->timer_.cancel();
-  }
+  for (Connection* c : connections_) c->socket_.close(ec);
   // Work still on the pool (a load) finishes when the destructor joins it;
   // the store's writes are atomic either way.
   io_.stop();
@@ -322,17 +318,32 @@ asio::awaitable<void> Server::accept_loop(Listener& l) {
   }
 }
 
-asio::awaitable<void> Server::watchdog(std::shared_ptr<Connection> c) {
-  while (c->socket_.is_open() && !c->hijacked()) {
-    if (Clock::now() >= c->deadline_) {
-      beast::error_code ec;
-      c->socket_.close(ec);  // the pending read or write ends with operation_aborted
-      co_return;
-    }
-    c->timer_.expires_at(c->deadline_);
+void Server::ensure_sweep() {
+  if (sweeping_ || stopping_) return;
+  sweeping_ = true;
+  asio::co_spawn(io_, sweep(), ignore_exception);
+}
+
+asio::awaitable<void> Server::sweep() {
+  asio::steady_timer timer(io_);
+  for (;;) {
+    timer.expires_after(kSweep);
     beast::error_code ec;
-    co_await c->timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+    co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    bool armed = false;
+    const auto now = Clock::now();
+    for (Connection* c : connections_) {
+      if (c->deadline_ == Clock::time_point::max() || c->hijacked()) continue;
+      if (now >= c->deadline_) {
+        c->deadline_ = Clock::time_point::max();
+        c->socket_.close(ec);  // the pending read or write ends with operation_aborted
+      } else {
+        armed = true;
+      }
+    }
+    if (!armed || stopping_) break;
   }
+  sweeping_ = false;
 }
 
 void Server::log(const Request& req, unsigned status, Clock::time_point start, uint64_t work_cpu_ns) const {
@@ -381,7 +392,6 @@ asio::awaitable<void> Server::lingering_close(Connection& c) {
 
 asio::awaitable<void> Server::session(std::shared_ptr<Connection> c) {
   connections_.push_back(c.get());
-  asio::co_spawn(io_, watchdog(c), ignore_exception);
   try {
     while (!stopping_) {
       beast::error_code ec;

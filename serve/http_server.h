@@ -6,7 +6,10 @@
 // Connection: it returns a Response, or streams one (chunked: `docker wait`,
 // `logs -f`), or takes the socket over (`101 UPGRADED` for attach/exec).
 // Every read and write has an inactivity deadline, so a slow or vanished
-// client only ever costs its own connection.
+// client only ever costs its own connection. Deadlines are plain times
+// that one sweep checks four times a second while any is set: a timer per
+// connection, re-armed for each read and write, cost two syscalls and a
+// coroutine wake-up per operation.
 #pragma once
 
 #include <atomic>
@@ -117,7 +120,6 @@ class Connection {
   Socket socket_;
   Server& server_;
   beast::flat_buffer buffer_;
-  asio::steady_timer timer_;
   Clock::time_point deadline_ = Clock::time_point::max();
   State state_ = State::kIdle;
   bool keep_alive_ = true;
@@ -166,11 +168,15 @@ class Server {
   asio::thread_pool& pool() { return pool_; }
 
  private:
+  friend class Connection;  // arm() starts the sweep
   struct Listener;
   Server(ServerOptions options, Dispatcher& dispatcher);
   asio::awaitable<void> accept_loop(Listener& l);
   asio::awaitable<void> session(std::shared_ptr<Connection> c);
-  asio::awaitable<void> watchdog(std::shared_ptr<Connection> c);
+  // Closes connections whose deadline passed, every kSweep while any has one.
+  void ensure_sweep();
+  asio::awaitable<void> sweep();
+  static constexpr auto kSweep = std::chrono::milliseconds(250);
   asio::awaitable<void> reply(Connection& c, const Request* req, const Response& res, bool keep_alive);
   asio::awaitable<void> lingering_close(Connection& c);
   void do_stop();
@@ -184,6 +190,7 @@ class Server {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<Connection*> connections_;  // touched only on the io thread
   bool stopping_ = false;
+  bool sweeping_ = false;
   // Last: destroyed (joined) first, while the io_context still exists.
   asio::thread_pool pool_;
 };

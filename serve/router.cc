@@ -51,22 +51,38 @@ bool query_flag(const Request& req, const std::string& key) {
 }
 
 void Router::add(http::verb method, const std::string& pattern, Handler handler, BodyMode body) {
-  std::string re = "^";
-  std::vector<std::string> names;
+  Route r{method, {""}, {}, std::move(handler), body};
   for (size_t i = 0; i < pattern.size();) {
     if (pattern[i] == '{') {
       size_t close = pattern.find('}', i);
-      names.push_back(pattern.substr(i + 1, close - i - 1));
-      re += "(.+)";
+      r.names.push_back(pattern.substr(i + 1, close - i - 1));
+      r.literals.emplace_back();
       i = close + 1;
     } else {
-      char ch = pattern[i++];
-      if (std::string_view(".^$|()[]*+?\\").find(ch) != std::string_view::npos) re += '\\';
-      re += ch;
+      r.literals.back() += pattern[i++];
     }
   }
-  re += "$";
-  routes_.push_back({method, std::regex(re), std::move(names), std::move(handler), body});
+  routes_.push_back(std::move(r));
+}
+
+// literals[i] at `pos`, then (if more follow) a parameter of at least one
+// character and the rest: the longest parameter that lets the rest match
+// first, as a greedy "(.+)" would.
+static bool match_from(const std::vector<std::string>& literals, size_t i, std::string_view path, size_t pos,
+                       std::vector<std::string_view>* params) {
+  const std::string& lit = literals[i];
+  if (path.size() - pos < lit.size() || path.compare(pos, lit.size(), lit) != 0) return false;
+  pos += lit.size();
+  if (i + 1 == literals.size()) return pos == path.size();
+  const std::string& next = literals[i + 1];
+  if (path.size() < pos + 1 + next.size()) return false;
+  for (size_t end = path.size() - next.size(); end > pos; --end) {
+    if (path.compare(end, next.size(), next) != 0) continue;
+    params->push_back(path.substr(pos, end - pos));
+    if (match_from(literals, i + 1, path, end, params)) return true;
+    params->pop_back();
+  }
+  return false;
 }
 
 Response api_error(const Error& e) {
@@ -106,12 +122,12 @@ tl::expected<std::string, Response> Router::strip_version(std::string_view path)
   return rest;
 }
 
-const Router::Route* Router::find(http::verb method, const std::string& path, std::smatch* m) const {
-  // libstdc++'s regex matcher recurses once per character: a long path
-  // would overflow the stack. No route is that long (handle() says 414).
+const Router::Route* Router::find(http::verb method, std::string_view path, std::vector<std::string_view>* params) const {
   if (path.size() > kMaxRoutedPath) return nullptr;
-  for (const auto& r : routes_)
-    if (r.method == method && std::regex_match(path, *m, r.re)) return &r;
+  for (const auto& r : routes_) {
+    params->clear();
+    if (r.method == method && match_from(r.literals, 0, path, 0, params)) return &r;
+  }
   return nullptr;
 }
 
@@ -119,8 +135,8 @@ BodyMode Router::body_mode(http::verb method, std::string_view target) const {
   std::string_view raw = target.substr(0, target.find('?'));
   auto path = strip_version(percent_decode(raw, false));
   if (!path) return BodyMode::kMemory;
-  std::smatch m;
-  const Route* r = find(method, *path, &m);
+  std::vector<std::string_view> params;
+  const Route* r = find(method, *path, &params);
   return r ? r->body : BodyMode::kMemory;
 }
 
@@ -145,11 +161,11 @@ asio::awaitable<Response> Router::handle(Request& req, Connection& conn) {
   }
   if (req.path.size() > kMaxRoutedPath)
     co_return error_response(414, fmt::format("request path of {} bytes, at most {}", req.path.size(), kMaxRoutedPath));
-  std::smatch m;
-  const Route* r = find(req.method, req.path, &m);
+  std::vector<std::string_view> params;
+  const Route* r = find(req.method, req.path, &params);
   if (!r)
     co_return error_response(501, fmt::format("vicvmm does not implement {} {}", req.method_name, req.path));
-  for (size_t i = 0; i < r->names.size(); ++i) req.params[r->names[i]] = m[i + 1].str();
+  for (size_t i = 0; i < r->names.size(); ++i) req.params[r->names[i]] = std::string(params[i]);
   co_return co_await r->handler(req, conn);
 }
 

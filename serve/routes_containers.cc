@@ -263,7 +263,7 @@ void add_container_routes(Router& r, const Context& ctx) {
 
   r.add(http::verb::post, "/containers/{id}/start", [m](Request& req, Connection& conn) -> asio::awaitable<Response> {
     std::string ref = req.params["id"];
-    auto before = m->get(ref);
+    auto before = m->status_of(ref);
     if (!before) co_return api_error(before.error());
     if (before->state == "running") co_return Response{304, "text/plain", "", {}};
     auto job = [m, ref] { return m->start(ref); };
@@ -273,7 +273,7 @@ void add_container_routes(Router& r, const Context& ctx) {
   });
 
   r.add(http::verb::post, "/containers/{id}/wait", [m](Request& req, Connection& conn) -> asio::awaitable<Response> {
-    auto c = m->get(req.params["id"]);
+    auto c = m->status_of(req.params["id"]);
     if (!c) co_return api_error(c.error());
     const std::string id = c->id;
     const std::string condition = req.query.count("condition") ? req.query["condition"] : "not-running";
@@ -310,7 +310,7 @@ void add_container_routes(Router& r, const Context& ctx) {
   // is not read: clones have no stdin yet (`-i` gets EOF), and a client's
   // half-close never ends the output.
   r.add(http::verb::post, "/containers/{id}/attach", [m](Request& req, Connection& conn) -> asio::awaitable<Response> {
-    auto c = m->get(req.params["id"]);
+    auto c = m->status_of(req.params["id"]);
     if (!c) co_return api_error(c.error());
     const std::string id = c->id, path = m->log_path(id);
     const bool want_out = query_flag(req, "stdout"), want_err = query_flag(req, "stderr");
@@ -335,7 +335,7 @@ void add_container_routes(Router& r, const Context& ctx) {
       // the exit, so once we see the exit, one more read has everything.
       const bool over = stopped_since(*m, id, since, was_exited);
       std::string more = log.more();
-      std::string out = c->spec.tty ? more : filter_frames(carry, more, want_out, want_err);
+      std::string out = c->tty ? more : filter_frames(carry, more, want_out, want_err);
       if (!out.empty()) {
         boost::system::error_code ec;
         co_await asio::async_write(sock, asio::buffer(out), asio::redirect_error(asio::use_awaitable, ec));

@@ -1,6 +1,6 @@
 // serve's container directories: made ahead with their files and a
 // listening exec socket, claimed into place with the record in them, and
-// records replaced atomically without a new file.
+// each change of state a line appended beside the record.
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -104,25 +104,50 @@ TEST_CASE("container dirs: a claim with none ready makes one; names of spares ne
   CHECK(spares_in(root.path) == 1);
 }
 
-TEST_CASE("container dirs: a record is replaced whole, by exchange, without new files", "[serve]") {
+TEST_CASE("container dirs: states are lines appended beside the record, read newest first, torn ones skipped", "[serve]") {
   ScratchDir root;
   ContainerDirs dirs(root.path, 1);
-  REQUIRE(dirs.claim("c1", std::string(3000, 'a')).has_value());
+  REQUIRE(dirs.claim("c1", "{\"id\":\"c1\"}\n").has_value());
   const std::string dir = root.path + "/c1";
-  const ino_t first = inode_of(dir + "/config.json"), other = inode_of(dir + "/config.json.tmp");
-  REQUIRE(ContainerDirs::write_record(dir, "short").has_value());
-  CHECK(slurp(dir + "/config.json") == "short");  // not "short" followed by the old record's tail
-  REQUIRE(ContainerDirs::write_record(dir, "second").has_value());
-  CHECK(slurp(dir + "/config.json") == "second");
-  // Two files take turns: the inodes are the same two.
-  CHECK(inode_of(dir + "/config.json") == first);
-  CHECK(inode_of(dir + "/config.json.tmp") == other);
+  const ino_t record_ino = inode_of(dir + "/config.json"), state_ino = inode_of(dir + "/state");
+  auto fresh = ContainerDirs::read(dir);
+  REQUIRE(fresh.has_value());
+  CHECK(fresh->record == "{\"id\":\"c1\"}\n");
+  CHECK(fresh->states.empty());
 
-  // A directory with no config.json yet (an earlier serve's): a plain rename.
+  REQUIRE(ContainerDirs::append_state(dir, "{\"state\":\"running\"}").has_value());
+  REQUIRE(ContainerDirs::append_state(dir, "{\"state\":\"exited\"}").has_value());
+  CHECK(slurp(dir + "/state") == "{\"state\":\"running\"}\n{\"state\":\"exited\"}\n");
+  // No file was made or replaced: the record is never rewritten.
+  CHECK(inode_of(dir + "/config.json") == record_ino);
+  CHECK(inode_of(dir + "/state") == state_ino);
+  std::ofstream(dir + "/state", std::ios::app) << "{\"state\":\"runn";  // a write torn by a crash
+  auto r = ContainerDirs::read(dir);
+  REQUIRE(r.has_value());
+  REQUIRE(r->states.size() == 2);
+  CHECK(r->states[0] == "{\"state\":\"exited\"}");  // the newest whole line first
+  CHECK(r->states[1] == "{\"state\":\"running\"}");
+  CHECK(r->record == "{\"id\":\"c1\"}\n");
+
+  // Past the limit the file holds the newest line alone.
+  const std::string line = "{\"state\":\"" + std::string(1000, 'x') + "\"}";
+  for (size_t i = 0; i < ContainerDirs::kStateCompactBytes / line.size() + 2; ++i)
+    REQUIRE(ContainerDirs::append_state(dir, line).has_value());
+  CHECK(fs::file_size(dir + "/state") <= ContainerDirs::kStateCompactBytes);
+  REQUIRE(ContainerDirs::append_state(dir, "{\"state\":\"last\"}").has_value());
+  r = ContainerDirs::read(dir);
+  REQUIRE(r.has_value());
+  CHECK(r->states.front() == "{\"state\":\"last\"}");
+
+  // A directory of an earlier serve (its record held its state): the
+  // first state line makes the file; no record at all reads as nothing.
   fs::create_directory(root.path + "/old");
-  REQUIRE(ContainerDirs::write_record(root.path + "/old", "rec").has_value());
-  CHECK(slurp(root.path + "/old/config.json") == "rec");
-  CHECK_FALSE(ContainerDirs::write_record(root.path + "/missing", "rec").has_value());
+  std::ofstream(root.path + "/old/config.json") << "{}";
+  CHECK(ContainerDirs::read(root.path + "/old")->states.empty());
+  REQUIRE(ContainerDirs::append_state(root.path + "/old", "{\"state\":\"exited\"}").has_value());
+  CHECK(ContainerDirs::read(root.path + "/old")->states.size() == 1);
+  CHECK_FALSE(ContainerDirs::read(root.path + "/missing").has_value());
+  CHECK_FALSE(ContainerDirs::append_state(root.path + "/missing", "{}").has_value());
 }
 
 TEST_CASE("container dirs: leftovers of an earlier run are removed, containers are not", "[serve]") {
@@ -147,6 +172,7 @@ TEST_CASE("container dirs: a removed container's directory is made a spare again
   const std::string dir = root.path + "/gone1";
   std::ofstream(dir + "/log") << "the first container's output";
   std::ofstream(dir + "/exit.json") << "{\"status\":0}";
+  REQUIRE(ContainerDirs::append_state(dir, "{\"state\":\"exited\"}").has_value());
   const ino_t dir_ino = inode_of(dir), record_ino = inode_of(dir + "/config.json");
   first->reset();  // its worker is gone
   std::ifstream reader(dir + "/log");  // `docker logs -f` of the removed container, still reading
@@ -158,9 +184,9 @@ TEST_CASE("container dirs: a removed container's directory is made a spare again
   REQUIRE(again.has_value());
   const std::string next = root.path + "/next";
   CHECK(inode_of(next) == dir_ino);  // the same directory and records...
-  CHECK((inode_of(next + "/config.json") == record_ino || inode_of(next + "/config.json.tmp") == record_ino));
-  CHECK(slurp(next + "/config.json") == "{\"id\":\"next\"}\n");  // ...holding only the new record
-  CHECK(slurp(next + "/config.json.tmp").empty());                  // not the old one beside it
+  CHECK(inode_of(next + "/config.json") == record_ino);
+  CHECK(slurp(next + "/config.json") == "{\"id\":\"next\"}\n");  // ...holding only the new record (no old tail)
+  CHECK(ContainerDirs::read(next)->states.empty());                 // and none of the old states
   CHECK(fs::file_size(next + "/log") == 0);  // a log of its own: the old reader never sees it
   std::ofstream(next + "/log") << "the next container's output";
   std::stringstream seen;
