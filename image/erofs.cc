@@ -61,6 +61,13 @@ Result<void> run_tool(const std::vector<std::string>& argv) {
 
 }  // namespace
 
+std::optional<std::string> Store::erofs_disk_if_built(const Image& image) const {
+  if (digest_hex("sha256:" + image.id).empty()) return std::nullopt;
+  std::string disk = StorePaths{root_}.erofs(image.id);
+  if (access(disk.c_str(), F_OK) != 0) return std::nullopt;
+  return disk;
+}
+
 Result<std::string> Store::erofs_disk(const Image& image) {
   StorePaths paths{root_};
   if (digest_hex("sha256:" + image.id).empty()) return err("image '{}': malformed id", image.id);

@@ -86,6 +86,9 @@ class Store {
   // (layers applied in order onto an empty tree, then mkfs.erofs, no
   // compression) and cached by image id. Safe to call concurrently.
   Result<std::string> erofs_disk(const Image& image);
+  // The same disk's path if it is built already; never builds (for a
+  // caller that must not block).
+  std::optional<std::string> erofs_disk_if_built(const Image& image) const;
 
   const std::string& root() const { return root_; }
 

@@ -154,7 +154,7 @@ bool ContainerDirs::refill() {
   return made;
 }
 
-Result<UniqueFd> ContainerDirs::claim(const std::string& id, std::string_view record) {
+Result<UniqueFd> ContainerDirs::claim(const std::string& id, std::string_view record, bool may_make) {
   std::optional<Spare> s;
   {
     std::lock_guard lock(mu_);
@@ -164,6 +164,7 @@ Result<UniqueFd> ContainerDirs::claim(const std::string& id, std::string_view re
     }
   }
   if (!s) {
+    if (!may_make) return api_err(EAGAIN, "no container directory made ahead");
     VIC_ASSIGN(auto made, make_spare());
     s = std::move(made);
   }

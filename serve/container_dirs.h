@@ -39,9 +39,10 @@ class ContainerDirs {
   ContainerDirs& operator=(const ContainerDirs&) = delete;
 
   // Makes <root>/<id> holding `record` as config.json (a directory made
-  // ahead if one is ready, else one made now) and returns its exec socket,
-  // listening (for the container's worker).
-  Result<UniqueFd> claim(const std::string& id, std::string_view record);
+  // ahead if one is ready, else one made now unless `may_make` is false:
+  // then EAGAIN) and returns its exec socket, listening (for the
+  // container's worker).
+  Result<UniqueFd> claim(const std::string& id, std::string_view record, bool may_make = true);
 
   // Appends `line` (one line of JSON, no newline) to <dir>/state. Past
   // kStateCompactBytes the file is replaced by one holding just this line.

@@ -247,7 +247,7 @@ Result<> ContainerManager::save_locked(const Container& c) const {
   return ContainerDirs::append_state(root_ + "/" + c.id, line.dump());
 }
 
-Result<std::string> ContainerManager::create(json body, const std::string& name) {
+Result<std::string> ContainerManager::create(json body, const std::string& name, bool may_block) {
   if (!body.is_object()) return api_err(EINVAL, "the container configuration is not a JSON object");
   const std::string ref = string_field(body, "Image");
   if (ref.empty()) return api_err(EINVAL, "no image given (Image)");
@@ -313,7 +313,12 @@ Result<std::string> ContainerManager::create(json body, const std::string& name)
   std::string own_template = lookup_.template_of(img.id);
   if (own_template.empty()) {
     c.spec.template_dir = base_;
-    VIC_ASSIGN(c.spec.image_disk, store_.erofs_disk(img));  // built on first use of the image
+    if (auto built = store_.erofs_disk_if_built(img)) {
+      c.spec.image_disk = std::move(*built);
+    } else {
+      if (!may_block) return api_err(EAGAIN, fmt::format("image {}: its disk is not built yet", img.id.substr(0, 12)));
+      VIC_ASSIGN(c.spec.image_disk, store_.erofs_disk(img));  // built on first use of the image
+    }
   } else {
     c.spec.template_dir = own_template;
   }
@@ -326,7 +331,7 @@ Result<std::string> ContainerManager::create(json body, const std::string& name)
       return api_err(EEXIST, fmt::format("Conflict. The container name \"/{}\" is already in use by container \"{}\". "
                                          "You have to remove (or rename) that container to be able to reuse that name.",
                                          c.name, id));
-  VIC_ASSIGN(UniqueFd exec_listener, dirs_.claim(c.id, record_text(c)));
+  VIC_ASSIGN(UniqueFd exec_listener, dirs_.claim(c.id, record_text(c), may_block));
   std::string id = c.id;
   exec_listeners_[id] = std::move(exec_listener);
   if (c.spec.open_stdin) {
@@ -339,67 +344,97 @@ Result<std::string> ContainerManager::create(json body, const std::string& name)
 }
 
 Result<> ContainerManager::start(const std::string& ref) {
-  ContainerSpec spec;
-  std::string id;
+  VIC_ASSIGN(PendingStart p, begin_start(ref, true));
+  if (!p.worker) return {};  // running already
+  return finish_start(p);
+}
+
+Result<ContainerManager::PendingStart> ContainerManager::begin_start(const std::string& ref, bool may_wait) {
+  PendingStart p;
+  p.t0 = monotonic_ns();
+  std::string template_dir;
   {
     std::lock_guard lock(mu_);
-    VIC_ASSIGN(id, resolve_locked(ref));
-    Container& c = containers_[id];
-    if (c.state == "running") return {};  // docker: 304, nothing to do
-    c.state = "starting";  // no second start meanwhile
-    c.worker_reaped = false;
-    spec = c.spec;
+    VIC_ASSIGN(p.id, resolve_locked(ref));
+    const Container& c = containers_[p.id];
+    if (c.state == "running") return p;  // docker: 304, nothing to do
+    if (c.state == "starting") return api_err(EBUSY, fmt::format("container {} is starting", p.id.substr(0, 12)));
+    template_dir = c.spec.template_dir.empty() ? base_ : c.spec.template_dir;
   }
-  auto fail = [&](const Error& e) -> Result<> {
-    std::lock_guard lock(mu_);
-    if (auto it = containers_.find(id); it != containers_.end()) finish_locked(it->second, 125, e.message);
-    return tl::unexpected(e);
-  };
-  // Where a start's time goes, for serve's log (docs/PERF.md): this
-  // thread's CPU, the wait for a ready worker, the worker's own account.
-  const uint64_t t0 = monotonic_ns(), cpu0 = thread_cpu_ns();
-  ::unlink(spec.exit_file.c_str());
-  UniqueFd log(::open(log_path(id).c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
-  if (!log) return fail(sys_err("container {}: opening its log", id.substr(0, 12)).value());
-  auto worker = workers_.acquire(spec.template_dir.empty() ? base_ : spec.template_dir);
-  if (!worker) return fail(worker.error());
-  const uint64_t t_acquired = monotonic_ns();
+  if (may_wait) {
+    VIC_ASSIGN(p.worker, workers_.acquire(template_dir));
+  } else {
+    p.worker = workers_.try_acquire(template_dir);
+    if (!p.worker) return api_err(EAGAIN, "no worker ready");
+  }
+  p.t_acquired = monotonic_ns();
+  ContainerSpec spec;
   UniqueFd input, exec_listener;
   {
     std::lock_guard lock(mu_);
+    auto it = containers_.find(p.id);
+    if (it == containers_.end()) return api_err(ENOENT, fmt::format("No such container: {}", ref));
+    Container& c = it->second;
+    // Another start won the race meanwhile (the worker taken is killed).
+    if (c.state == "running" || c.state == "starting") {
+      p.worker.reset();
+      return p;
+    }
+    c.state = "starting";  // no second start meanwhile
+    c.worker_reaped = false;
+    spec = c.spec;
     spec.clone_id = static_cast<uint32_t>(containers_.size());
-    if (auto it = stdin_.find(id); it != stdin_.end()) input = std::move(it->second.read);
-    if (auto it = exec_listeners_.find(id); it != exec_listeners_.end()) {
-      exec_listener = std::move(it->second);
-      exec_listeners_.erase(it);
+    if (auto s = stdin_.find(p.id); s != stdin_.end()) input = std::move(s->second.read);
+    if (auto l = exec_listeners_.find(p.id); l != exec_listeners_.end()) {
+      exec_listener = std::move(l->second);
+      exec_listeners_.erase(l);
     }
   }
+  auto fail = [&](const Error& e) -> tl::unexpected<Error> {
+    p.worker.reset();  // never sent the container: killed and reaped
+    std::lock_guard lock(mu_);
+    if (auto it = containers_.find(p.id); it != containers_.end()) finish_locked(it->second, 125, e.message);
+    return tl::unexpected(e);
+  };
+  ::unlink(spec.exit_file.c_str());  // an earlier run's
+  UniqueFd log(::open(log_path(p.id).c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640));
+  if (!log) return fail(sys_err("container {}: opening its log", p.id.substr(0, 12)).value());
   // A restarted container (docker start) gets no stdin: EOF.
   if (spec.open_stdin && !input) spec.open_stdin = false;
-  auto cost = (*worker)->start(spec, log.get(), input.get(), exec_listener.get());
-  if (!cost) {
-    (*worker)->reap();
-    return fail(cost.error());
-  }
+  if (auto sent = p.worker->send_start(spec, log.get(), input.get(), exec_listener.get()); !sent)
+    return fail(sent.error());
+  p.t_sent = monotonic_ns();
+  return p;
+}
+
+Result<> ContainerManager::finish_start(PendingStart& p) {
+  auto cost = p.worker->start_reply(p.id);
   const uint64_t t_started = monotonic_ns();
   std::lock_guard lock(mu_);
-  Container& c = containers_[id];
+  auto it = containers_.find(p.id);
+  if (!cost) {
+    p.worker->reap();
+    if (it != containers_.end()) finish_locked(it->second, 125, cost.error().message);
+    return tl::unexpected(cost.error());
+  }
+  if (it == containers_.end()) return api_err(ENOENT, fmt::format("No such container: {}", p.id));
+  Container& c = it->second;
   c.state = "running";
-  c.pid = (*worker)->pid();
+  c.pid = p.worker->pid();
   c.started_ns = realtime_ns();
   c.finished_ns = 0;
   c.exit_code = 0;
   c.error.clear();
-  running_[id] = std::move(*worker);
+  running_[p.id] = std::move(p.worker);
   wake_monitor();  // watch this one's worker from now on
   changed_locked();
   auto saved = save_locked(c);
   const uint64_t t_end = monotonic_ns();
   std::fprintf(stderr,
                "container %s started in %.3f ms: worker ready after %.3f, its start %.3f (in the worker %.3f, "
-               "CPU %.3f), record %.3f; serve's CPU %.3f ms\n",
-               id.substr(0, 12).c_str(), (t_end - t0) / 1e6, (t_acquired - t0) / 1e6, (t_started - t_acquired) / 1e6,
-               cost->wall_ns / 1e6, cost->cpu_ns / 1e6, (t_end - t_started) / 1e6, (thread_cpu_ns() - cpu0) / 1e6);
+               "CPU %.3f), record %.3f\n",
+               p.id.substr(0, 12).c_str(), (t_end - p.t0) / 1e6, (p.t_acquired - p.t0) / 1e6,
+               (t_started - p.t_acquired) / 1e6, cost->wall_ns / 1e6, cost->cpu_ns / 1e6, (t_end - t_started) / 1e6);
   return saved;
 }
 

@@ -71,9 +71,25 @@ class ContainerManager {
   ~ContainerManager();
 
   // POST /containers/create: docker's body (kept as the container's
-  // config); `name` may be empty.
-  Result<std::string> create(nlohmann::json body, const std::string& name);
+  // config); `name` may be empty. With `may_block` false it fails with
+  // EAGAIN, having done nothing, where it would wait on a disk: the image's
+  // EROFS disk not built yet, or no container directory made ahead.
+  Result<std::string> create(nlohmann::json body, const std::string& name, bool may_block = true);
+
+  // Starts a container; blocks while its worker starts the VM.
   Result<> start(const std::string& ref);
+  // The same in two halves, for serve's I/O thread, which must not block:
+  // begin_start() hands the container to a ready worker (EAGAIN, having
+  // done nothing, when none is ready or `may_wait` allows no waiting for
+  // one); finish_start() records the worker's answer once
+  // `worker->control()` is readable. A null worker: running already.
+  struct PendingStart {
+    std::string id;
+    std::unique_ptr<Worker> worker;
+    uint64_t t0 = 0, t_acquired = 0, t_sent = 0;  // monotonic ns, for the log line
+  };
+  Result<PendingStart> begin_start(const std::string& ref, bool may_wait);
+  Result<> finish_start(PendingStart& p);
   // SIGTERM then, after `grace`, SIGKILL to the container's VMM (the VM stops).
   Result<> stop(const std::string& ref, std::chrono::seconds grace);
   Result<> kill(const std::string& ref, int signal);

@@ -22,11 +22,20 @@ Worker::~Worker() {
 }
 
 Result<Worker::StartCost> Worker::start(const ContainerSpec& spec, int log_fd, int stdin_fd, int exec_listener) {
+  VIC_TRY(send_start(spec, log_fd, stdin_fd, exec_listener));
+  return start_reply(spec.id);
+}
+
+Result<> Worker::send_start(const ContainerSpec& spec, int log_fd, int stdin_fd, int exec_listener) {
   std::vector<int> fds = {log_fd};
   if (stdin_fd >= 0) fds.push_back(stdin_fd);
   if (exec_listener >= 0) fds.push_back(exec_listener);
   VIC_TRY(send_message(control_.get(), {{"start", to_json(spec)}, {"exec_listener", exec_listener >= 0}}, fds));
   started_ = true;
+  return {};
+}
+
+Result<Worker::StartCost> Worker::start_reply(const std::string& id) {
   VIC_ASSIGN(Message reply, recv_message(control_.get(), "the container's worker"));
   if (reply.body.contains("started")) {
     StartCost cost;
@@ -35,7 +44,7 @@ Result<Worker::StartCost> Worker::start(const ContainerSpec& spec, int log_fd, i
     return cost;
   }
   auto e = reply.body.find("error");
-  return err("container {}: {}", spec.id.substr(0, 12),
+  return err("container {}: {}", id.substr(0, 12),
              e != reply.body.end() && e->is_string() ? e->get<std::string>() : std::string("the worker failed"));
 }
 
@@ -118,6 +127,20 @@ size_t WorkerPool::ready(const std::string& template_dir) const {
   std::lock_guard lock(mu_);
   auto it = ready_.find(template_dir);
   return it == ready_.end() ? 0 : it->second.size();
+}
+
+std::unique_ptr<Worker> WorkerPool::try_acquire(const std::string& template_dir) {
+  std::lock_guard lock(mu_);
+  auto& q = ready_[template_dir];
+  if (q.empty()) {
+    failed_.erase(template_dir);  // a new request tries again
+    cv_.notify_all();             // the refiller makes one for the next
+    return nullptr;
+  }
+  auto w = std::move(q.front());
+  q.pop_front();
+  cv_.notify_all();  // refill
+  return w;
 }
 
 Result<std::unique_ptr<Worker>> WorkerPool::acquire(const std::string& template_dir) {

@@ -34,6 +34,10 @@ class Worker {
   // `exec_listener`: the container's exec socket, bound and listening (else
   // the worker binds spec.exec_socket itself).
   Result<StartCost> start(const ContainerSpec& spec, int log_fd, int stdin_fd = -1, int exec_listener = -1);
+  // The same in two halves, for a caller that waits for control() to turn
+  // readable in between without blocking (serve's I/O thread).
+  Result<> send_start(const ContainerSpec& spec, int log_fd, int stdin_fd = -1, int exec_listener = -1);
+  Result<StartCost> start_reply(const std::string& id);
   // Blocks until the worker reports the exit: {status, reason}.
   Result<std::pair<int, std::string>> wait_exit();
   // After the worker's process ended: reaps it (its exit status).
@@ -58,6 +62,8 @@ class WorkerPool {
   // A ready worker for the template directory; when none is ready, one is
   // started and awaited. Refills in the background.
   Result<std::unique_ptr<Worker>> acquire(const std::string& template_dir);
+  // A ready worker, or null at once when none is (a refill is asked for).
+  std::unique_ptr<Worker> try_acquire(const std::string& template_dir);
   // Starts keeping workers ready for this template (e.g. at serve start).
   void warm(const std::string& template_dir);
   size_t ready(const std::string& template_dir) const;
