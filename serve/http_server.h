@@ -103,6 +103,19 @@ class Connection {
   template <class F>
   asio::awaitable<std::invoke_result_t<F&>> blocking(F& f);
 
+  // Work a handler did on the I/O thread itself, for the request's log
+  // line beside its blocking() jobs: `f` runs here, its CPU counted.
+  template <class F>
+  std::invoke_result_t<F&> counted(F&& f) {
+    const uint64_t from = thread_cpu_ns();
+    struct Add {
+      std::atomic<uint64_t>& sum;
+      uint64_t from;
+      ~Add() { sum.fetch_add(thread_cpu_ns() - from); }
+    } add{work_cpu_ns_, from};
+    return f();
+  }
+
   bool streaming() const { return state_ == State::kStreaming || state_ == State::kStreamDone; }
   bool hijacked() const { return state_ == State::kHijacked; }
   // The client closed its end (or the socket failed): a handler that
@@ -124,7 +137,7 @@ class Connection {
   State state_ = State::kIdle;
   bool keep_alive_ = true;
   unsigned status_ = 0;  // for the log line
-  std::atomic<uint64_t> work_cpu_ns_{0};  // CPU of this request's blocking() jobs, for the log line
+  std::atomic<uint64_t> work_cpu_ns_{0};  // CPU of this request's work (blocking() jobs, count_cpu()), for the log line
 };
 
 struct ServerOptions {

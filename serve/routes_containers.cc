@@ -263,7 +263,8 @@ void add_container_routes(Router& r, const Context& ctx) {
       return m->create(std::move(body), name, may_block);
     };
     // A large body is parsed on the pool: it would hold up every connection.
-    auto id = req.body.size() <= kInlineBodyBytes ? create(false) : api_err(EAGAIN, "a large body");
+    auto id = req.body.size() <= kInlineBodyBytes ? conn.counted([&] { return create(false); })
+                                                  : api_err(EAGAIN, "a large body");
     if (!id && id.error().sys_errno == EAGAIN) {
       auto job = [&create] { return create(true); };
       id = co_await conn.blocking(job);
@@ -277,7 +278,7 @@ void add_container_routes(Router& r, const Context& ctx) {
     auto before = m->status_of(ref);
     if (!before) co_return api_error(before.error());
     if (before->state == "running") co_return Response{304, "text/plain", "", {}};
-    auto pending = m->begin_start(ref, /*may_wait=*/false);
+    auto pending = conn.counted([&] { return m->begin_start(ref, /*may_wait=*/false); });
     if (!pending && pending.error().sys_errno == EAGAIN) {  // no worker ready: wait for one on the pool
       auto job = [m, ref] { return m->start(ref); };
       auto started = co_await conn.blocking(job);
@@ -293,7 +294,7 @@ void add_container_routes(Router& r, const Context& ctx) {
       co_await control.async_wait(asio::posix::stream_descriptor::wait_read, asio::redirect_error(asio::use_awaitable, ec));
       control.release();  // the worker's own descriptor
     }
-    auto started = m->finish_start(*pending);
+    auto started = conn.counted([&] { return m->finish_start(*pending); });
     if (!started) co_return api_error(started.error());
     co_return Response{204, "text/plain", "", {}};
   });

@@ -355,6 +355,7 @@ int worker_main(int control, const std::string& template_dir) {
     exec_listener = std::move(*l);
   }
   warm_code_pages();
+  prepare_recv_buffer();
   if (auto r = send_message(control, {{"ready", true}}); !r) return kExitWorkerFailed;
 
   auto msg = recv_message(control, "serve");

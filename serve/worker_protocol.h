@@ -73,6 +73,9 @@ struct Message {
   nlohmann::json body;
   std::vector<UniqueFd> fds;
 };
+// Makes this thread's receive buffer now (a worker, before it is ready),
+// not with its first message.
+void prepare_recv_buffer();
 // Blocks for the next message; an orderly close of the peer is an error
 // naming the peer ("the worker closed its control socket").
 Result<Message> recv_message(int sock, const char* peer);
