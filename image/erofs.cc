@@ -71,9 +71,9 @@ std::optional<std::string> Store::erofs_disk_if_built(const Image& image) const 
 Result<std::string> Store::erofs_disk(const Image& image) {
   StorePaths paths{root_};
   if (digest_hex("sha256:" + image.id).empty()) return err("image '{}': malformed id", image.id);
+  if (auto built = erofs_disk_if_built(image)) return *built;
   std::string what = "image " + image.id.substr(0, 12);
   std::string disk = paths.erofs(image.id);
-  if (access(disk.c_str(), F_OK) == 0) return disk;
 
   // Shared: no remove() drops the blobs while we read them. The per-image
   // lock lets one process build while the others wait for its result.

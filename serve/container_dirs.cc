@@ -34,20 +34,6 @@ bool empty_file(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
   return fd && ::ftruncate(fd.get(), 0) == 0;
 }
-
-std::optional<std::string> slurp(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return std::nullopt;
-  std::string out;
-  char buf[16384];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return std::nullopt;
-    if (n == 0) return out;
-    out.append(buf, static_cast<size_t>(n));
-  }
-}
 }  // namespace
 
 ContainerDirs::ContainerDirs(std::string root, size_t keep, size_t keep_recycled)
@@ -173,11 +159,8 @@ Result<UniqueFd> ContainerDirs::claim(const std::string& id, std::string_view re
     const std::string path = s->dir + "/config.json";
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
     if (!fd) return sys_err("writing {}", path);
-    VIC_TRY(image::write_all(fd.get(), record.data(), record.size()));  // from offset 0: just opened
-    struct stat st{};
-    if (::fstat(fd.get(), &st) != 0 || (static_cast<uint64_t>(st.st_size) > record.size() &&
-                                         ::ftruncate(fd.get(), static_cast<off_t>(record.size())) != 0))
-      return sys_err("writing {}", path);
+    // Empty in every spare (made so, or emptied by recycle): nothing to cut.
+    VIC_TRY(image::write_all(fd.get(), record.data(), record.size()));
     const std::string dir = root_ + "/" + id;
     if (::rename(s->dir.c_str(), dir.c_str()) != 0) return sys_err("container {}: its directory", id.substr(0, 12));
     return {};
@@ -210,10 +193,10 @@ Result<> ContainerDirs::append_state(const std::string& dir, std::string_view li
 }
 
 std::optional<ContainerDirs::Record> ContainerDirs::read(const std::string& dir) {
-  auto record = slurp(dir + "/config.json");
+  auto record = image::read_file_capped(dir + "/config.json", kMaxRecordBytes);
   if (!record || record->empty()) return std::nullopt;
   Record r{std::move(*record), {}};
-  auto states = slurp(dir + "/state");
+  auto states = image::read_file_capped(dir + "/state", kMaxStateBytes);
   if (!states) return r;
   // Whole lines only: a last line without its newline was torn.
   size_t end = states->rfind('\n');

@@ -9,8 +9,8 @@
 // empty config.json and renames the directory into place. The record never
 // changes after that: each change of state (start, exit) is one line
 // appended to the `state` file beside it, the last whole line being the
-// state now (an append of a line is one write: ~4x cheaper here than
-// replacing a file, and a line torn by a crash is simply not whole). A
+// state now (one write, where replacing the record took an open, a write,
+// a truncate and an exchange; a line torn by a crash is simply not whole). A
 // removed container's directory is made a spare again (recycle): its
 // directory and record files stay, only its log, exit file and socket are
 // new, which halves the inodes a container costs.
@@ -48,6 +48,9 @@ class ContainerDirs {
   // kStateCompactBytes the file is replaced by one holding just this line.
   static Result<> append_state(const std::string& dir, std::string_view line);
   static constexpr size_t kStateCompactBytes = 16 << 10;
+  // Reading refuses more: a record holds docker's create body (capped by
+  // serve at 64 MiB), the state file one line past the compaction size.
+  static constexpr size_t kMaxRecordBytes = 80ull << 20, kMaxStateBytes = 1 << 20;
 
   // <dir>/config.json, and the whole lines of <dir>/state, newest first
   // (none for a directory of an earlier serve, whose record held its

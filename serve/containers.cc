@@ -72,13 +72,14 @@ json fixed_record(const Container& c) {
           {"config", c.config},
           {"auto_remove", c.auto_remove},
           {"ports", forwards_json(c.ports)},
+          {"created_ns", c.created_ns},
           {"spec", to_json(c.spec)}};
 }
 
+// The fields a start or an exit changes: one line of the state file.
 json state_json(const Container& c) {
-  return {{"state", c.state},           {"exit_code", c.exit_code},     {"error", c.error},
-          {"created_ns", c.created_ns}, {"started_ns", c.started_ns}, {"finished_ns", c.finished_ns},
-          {"pid", c.pid}};
+  return {{"state", c.state},           {"exit_code", c.exit_code}, {"error", c.error},
+          {"started_ns", c.started_ns}, {"finished_ns", c.finished_ns}, {"pid", c.pid}};
 }
 
 // The record file's text: the fixed fields as serialised at create, and
@@ -242,9 +243,7 @@ Result<std::string> ContainerManager::resolve_locked(const std::string& ref) con
 }
 
 Result<> ContainerManager::save_locked(const Container& c) const {
-  json line = state_json(c);
-  line.erase("created_ns");  // the record's, never changed
-  return ContainerDirs::append_state(root_ + "/" + c.id, line.dump());
+  return ContainerDirs::append_state(root_ + "/" + c.id, state_json(c).dump());
 }
 
 Result<std::string> ContainerManager::create(json body, const std::string& name, bool may_block) {
@@ -313,11 +312,12 @@ Result<std::string> ContainerManager::create(json body, const std::string& name,
   std::string own_template = lookup_.template_of(img.id);
   if (own_template.empty()) {
     c.spec.template_dir = base_;
-    if (auto built = store_.erofs_disk_if_built(img)) {
+    if (may_block) {
+      VIC_ASSIGN(c.spec.image_disk, store_.erofs_disk(img));  // built on first use of the image
+    } else if (auto built = store_.erofs_disk_if_built(img)) {
       c.spec.image_disk = std::move(*built);
     } else {
-      if (!may_block) return api_err(EAGAIN, fmt::format("image {}: its disk is not built yet", img.id.substr(0, 12)));
-      VIC_ASSIGN(c.spec.image_disk, store_.erofs_disk(img));  // built on first use of the image
+      return api_err(EAGAIN, fmt::format("image {}: its disk is not built yet", img.id.substr(0, 12)));
     }
   } else {
     c.spec.template_dir = own_template;
@@ -403,7 +403,6 @@ Result<ContainerManager::PendingStart> ContainerManager::begin_start(const std::
   if (spec.open_stdin && !input) spec.open_stdin = false;
   if (auto sent = p.worker->send_start(spec, log.get(), input.get(), exec_listener.get()); !sent)
     return fail(sent.error());
-  p.t_sent = monotonic_ns();
   return p;
 }
 
@@ -478,14 +477,16 @@ std::optional<ContainerManager::Status> ContainerManager::status(const std::stri
   std::lock_guard lock(mu_);
   auto it = containers_.find(id);
   if (it == containers_.end()) return std::nullopt;
-  const Container& c = it->second;
-  return Status{c.id, c.state, c.exit_code, c.error, c.finished_ns, c.spec.tty};
+  return status_locked(it->second);
 }
 
 Result<ContainerManager::Status> ContainerManager::status_of(const std::string& ref) const {
   std::lock_guard lock(mu_);
   VIC_ASSIGN(std::string id, resolve_locked(ref));
-  const Container& c = containers_.at(id);
+  return status_locked(containers_.at(id));
+}
+
+ContainerManager::Status ContainerManager::status_locked(const Container& c) {
   return Status{c.id, c.state, c.exit_code, c.error, c.finished_ns, c.spec.tty};
 }
 

@@ -86,7 +86,7 @@ class ContainerManager {
   struct PendingStart {
     std::string id;
     std::unique_ptr<Worker> worker;
-    uint64_t t0 = 0, t_acquired = 0, t_sent = 0;  // monotonic ns, for the log line
+    uint64_t t0 = 0, t_acquired = 0;  // monotonic ns, for the log line
   };
   Result<PendingStart> begin_start(const std::string& ref, bool may_wait);
   Result<> finish_start(PendingStart& p);
@@ -155,6 +155,7 @@ class ContainerManager {
         base_(std::move(base)) {}
   static constexpr size_t kDirsAhead = 4;
   Result<std::string> resolve_locked(const std::string& ref) const;
+  static Status status_locked(const Container& c);
   Result<> save_locked(const Container& c) const;
   void load_all();
   void monitor();

@@ -137,7 +137,7 @@ class Connection {
   State state_ = State::kIdle;
   bool keep_alive_ = true;
   unsigned status_ = 0;  // for the log line
-  std::atomic<uint64_t> work_cpu_ns_{0};  // CPU of this request's work (blocking() jobs, count_cpu()), for the log line
+  std::atomic<uint64_t> work_cpu_ns_{0};  // CPU of this request's work (blocking() jobs, counted()), for the log line
 };
 
 struct ServerOptions {

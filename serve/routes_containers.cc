@@ -275,9 +275,6 @@ void add_container_routes(Router& r, const Context& ctx) {
 
   r.add(http::verb::post, "/containers/{id}/start", [m](Request& req, Connection& conn) -> asio::awaitable<Response> {
     std::string ref = req.params["id"];
-    auto before = m->status_of(ref);
-    if (!before) co_return api_error(before.error());
-    if (before->state == "running") co_return Response{304, "text/plain", "", {}};
     auto pending = conn.counted([&] { return m->begin_start(ref, /*may_wait=*/false); });
     if (!pending && pending.error().sys_errno == EAGAIN) {  // no worker ready: wait for one on the pool
       auto job = [m, ref] { return m->start(ref); };

@@ -178,15 +178,46 @@ void serve_exec(std::shared_ptr<ExecChannel> channel_ptr, UniqueFd conn) {
   if (pump.joinable()) pump.join();
 }
 
+// Ends a helper thread's wait at once: an eventfd its owner rings.
+class StopBell {
+ public:
+  static Result<StopBell> make() {
+    StopBell b;
+    b.fd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!b.fd_) return sys_err("worker: eventfd");
+    return b;
+  }
+  void ring() const {
+    uint64_t one = 1;
+    (void)!::write(fd_.get(), &one, sizeof one);
+  }
+  // Sleeps until `fd` is readable (true), or the bell rang or `fd` failed
+  // (false: the thread ends rather than spin on an error).
+  bool wait_readable(int fd) const {
+    for (;;) {
+      pollfd pf[2] = {{fd, POLLIN, 0}, {fd_.get(), POLLIN, 0}};
+      if (::poll(pf, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        return false;
+      }
+      if (pf[1].revents) return false;
+      if (pf[0].revents & POLLIN) return true;
+      if (pf[0].revents) return false;
+    }
+  }
+
+ private:
+  UniqueFd fd_;
+};
+
 // Accepts exec connections on the container's exec socket until stopped.
 // Its thread starts, and takes the exec filter, while the worker is still
 // idle: compiling the filter alone costs ~0.2 ms, kept off the start.
 class ExecListener {
  public:
   static Result<std::unique_ptr<ExecListener>> prepare(std::shared_ptr<ExecChannel> channel) {
-    std::unique_ptr<ExecListener> l(new ExecListener());
-    l->stop_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!l->stop_) return sys_err("exec listener: eventfd");
+    VIC_ASSIGN(StopBell bell, StopBell::make());
+    std::unique_ptr<ExecListener> l(new ExecListener(std::move(bell)));
     l->thread_ = std::thread([p = l.get(), channel] { p->loop(channel); });
     return l;
   }
@@ -208,14 +239,13 @@ class ExecListener {
       stopping_ = true;
       cv_.notify_all();
     }
-    uint64_t one = 1;
-    (void)!::write(stop_.get(), &one, sizeof one);
+    stop_.ring();
     if (thread_.joinable()) thread_.join();
     if (!path_.empty()) ::unlink(path_.c_str());
   }
 
  private:
-  ExecListener() = default;
+  explicit ExecListener(StopBell stop) : stop_(std::move(stop)) {}
   void loop(const std::shared_ptr<ExecChannel>& channel) {
     // Sessions run on threads this one starts: they inherit its filter.
     if (!seccomp::confine_current_thread(seccomp::ThreadKind::Exec)) return;  // no execs: each gets a 409
@@ -226,11 +256,7 @@ class ExecListener {
       if (stopping_) return;
       sock = sock_.get();
     }
-    for (;;) {
-      pollfd pf[2] = {{sock, POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-      if (::poll(pf, 2, -1) < 0 && errno != EINTR) return;
-      if (pf[1].revents) return;
-      if (!(pf[0].revents & POLLIN)) continue;
+    while (stop_.wait_readable(sock)) {
       UniqueFd conn(::accept4(sock, nullptr, nullptr, SOCK_CLOEXEC));
       if (!conn) continue;
       std::thread(serve_exec, channel, std::move(conn)).detach();
@@ -241,14 +267,15 @@ class ExecListener {
   bool stopping_ = false;
   std::string path_;
   UniqueFd sock_;
-  UniqueFd stop_;  // an eventfd: the destructor wakes the poll at once
+  StopBell stop_;  // the destructor ends the accept loop at once
   std::thread thread_;
 };
 
 // Maps the pages of code and read-only data of the program and its
 // libraries into this process now: a start runs code paths the idle worker
 // never touched (its JSON, the agent's request, disk attach), and their
-// page faults (~20 % of a start's CPU) would otherwise fall on the start.
+// page faults (~15 % of a start's CPU in the worker, perf) would otherwise
+// fall on the start.
 // The pages are the page cache's, shared with every vicvmm process.
 void warm_code_pages() {
   dl_iterate_phdr(
@@ -274,31 +301,28 @@ void warm_code_pages() {
 class SignalStopper {
  public:
   static Result<std::unique_ptr<SignalStopper>> start(Machine& machine, const sigset_t& signals) {
-    std::unique_ptr<SignalStopper> s(new SignalStopper());
+    VIC_ASSIGN(StopBell bell, StopBell::make());
+    std::unique_ptr<SignalStopper> s(new SignalStopper(std::move(bell)));
     s->signals_.reset(signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
-    s->done_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!s->signals_ || !s->done_) return sys_err("worker: signalfd/eventfd");
+    if (!s->signals_) return sys_err("worker: signalfd");
     s->thread_ = std::thread([p = s.get(), &machine] {
-      for (;;) {
-        pollfd pf[2] = {{p->signals_.get(), POLLIN, 0}, {p->done_.get(), POLLIN, 0}};
-        if (::poll(pf, 2, -1) < 0 && errno != EINTR) return;
-        if (pf[1].revents) return;
+      while (p->done_.wait_readable(p->signals_.get())) {
         signalfd_siginfo si;
-        if (pf[0].revents && ::read(p->signals_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si))
+        if (::read(p->signals_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si))
           machine.request_stop({StopReason::Stopped, kExitStopped, "stopped by a signal"});
       }
     });
     return s;
   }
   ~SignalStopper() {
-    uint64_t one = 1;
-    (void)!::write(done_.get(), &one, sizeof one);
+    done_.ring();
     if (thread_.joinable()) thread_.join();
   }
 
  private:
-  SignalStopper() = default;
-  UniqueFd signals_, done_;
+  explicit SignalStopper(StopBell done) : done_(std::move(done)) {}
+  UniqueFd signals_;
+  StopBell done_;
   std::thread thread_;
 };
 

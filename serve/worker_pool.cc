@@ -24,11 +24,6 @@ Worker::~Worker() {
   if (!started_) reap();
 }
 
-Result<Worker::StartCost> Worker::start(const ContainerSpec& spec, int log_fd, int stdin_fd, int exec_listener) {
-  VIC_TRY(send_start(spec, log_fd, stdin_fd, exec_listener));
-  return start_reply(spec.id);
-}
-
 Result<> Worker::send_start(const ContainerSpec& spec, int log_fd, int stdin_fd, int exec_listener) {
   std::vector<int> fds = {log_fd};
   if (stdin_fd >= 0) fds.push_back(stdin_fd);
@@ -49,14 +44,6 @@ Result<Worker::StartCost> Worker::start_reply(const std::string& id) {
   auto e = reply.body.find("error");
   return err("container {}: {}", id.substr(0, 12),
              e != reply.body.end() && e->is_string() ? e->get<std::string>() : std::string("the worker failed"));
-}
-
-Result<std::pair<int, std::string>> Worker::wait_exit() {
-  VIC_ASSIGN(Message m, recv_message(control_.get(), "the container's worker"));
-  auto s = m.body.find("exit");
-  if (s == m.body.end() || !s->is_number_integer()) return err("the container's worker sent no exit status");
-  auto r = m.body.find("reason");
-  return std::make_pair(s->get<int>(), r != m.body.end() && r->is_string() ? r->get<std::string>() : std::string());
 }
 
 int Worker::reap() {
@@ -140,18 +127,21 @@ size_t WorkerPool::ready(const std::string& template_dir) const {
   return it == ready_.end() ? 0 : it->second.size();
 }
 
-std::unique_ptr<Worker> WorkerPool::try_acquire(const std::string& template_dir) {
-  std::lock_guard lock(mu_);
+std::unique_ptr<Worker> WorkerPool::take_locked(const std::string& template_dir) {
   auto& q = ready_[template_dir];
-  if (q.empty()) {
-    failed_.erase(template_dir);  // a new request tries again
-    cv_.notify_all();             // the refiller makes one for the next
-    return nullptr;
-  }
+  if (q.empty()) return nullptr;
   auto w = std::move(q.front());
   q.pop_front();
   cv_.notify_all();  // refill
   return w;
+}
+
+std::unique_ptr<Worker> WorkerPool::try_acquire(const std::string& template_dir) {
+  std::lock_guard lock(mu_);
+  if (auto w = take_locked(template_dir)) return w;
+  failed_.erase(template_dir);  // a new request tries again
+  cv_.notify_all();             // the refiller makes one for the next
+  return nullptr;
 }
 
 Result<std::unique_ptr<Worker>> WorkerPool::acquire(const std::string& template_dir) {
@@ -166,13 +156,7 @@ Result<std::unique_ptr<Worker>> WorkerPool::acquire(const std::string& template_
     return stop_ || !ready_[template_dir].empty() || failed_.count(template_dir);
   });
   --wanted_[template_dir];
-  auto& q = ready_[template_dir];
-  if (!q.empty()) {
-    auto w = std::move(q.front());
-    q.pop_front();
-    cv_.notify_all();  // refill
-    return w;
-  }
+  if (auto w = take_locked(template_dir)) return w;
   if (auto f = failed_.find(template_dir); f != failed_.end()) {
     Error e = f->second;
     if (wanted_[template_dir] == 0) failed_.erase(f);  // the next request tries again

@@ -29,17 +29,13 @@ class Worker {
   struct StartCost {
     uint64_t wall_ns = 0, cpu_ns = 0;  // cpu: every thread of the worker
   };
-  // Sends the container; returns once the worker has started its VM (or
-  // failed), with the worker's own account of the cost.
-  // `exec_listener`: the container's exec socket, bound and listening (else
-  // the worker binds spec.exec_socket itself).
-  Result<StartCost> start(const ContainerSpec& spec, int log_fd, int stdin_fd = -1, int exec_listener = -1);
-  // The same in two halves, for a caller that waits for control() to turn
-  // readable in between without blocking (serve's I/O thread).
+  // Sends the container (`exec_listener`: its exec socket, bound and
+  // listening, else the worker binds spec.exec_socket itself); then
+  // start_reply() reads whether the worker started its VM, with its own
+  // account of the cost (a caller that must not block waits for control()
+  // to turn readable in between).
   Result<> send_start(const ContainerSpec& spec, int log_fd, int stdin_fd = -1, int exec_listener = -1);
   Result<StartCost> start_reply(const std::string& id);
-  // Blocks until the worker reports the exit: {status, reason}.
-  Result<std::pair<int, std::string>> wait_exit();
   // After the worker's process ended: reaps it (its exit status).
   int reap();
 
@@ -73,6 +69,8 @@ class WorkerPool {
 
  private:
   void refill();
+  // The oldest ready worker for the template (the refiller is woken), or null.
+  std::unique_ptr<Worker> take_locked(const std::string& template_dir);
   std::string bin_;
   size_t target_;
   mutable std::mutex mu_;
